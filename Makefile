@@ -1,0 +1,39 @@
+# Two commands rebuild everything: `make book` and `make test`.
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed-$(shell cksum pyproject.toml | cut -d' ' -f1)
+JOBS ?= 2
+
+.PHONY: env test test-fast book runs runs-quick html lint bench clean
+
+env: $(STAMP)
+
+$(STAMP): pyproject.toml
+	rm -f $(VENV)/.installed-*
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -e ".[dev]"
+	touch $@
+
+# The whole test suite: package numerics, training, notebooks in quick mode, the book build.
+test: env
+	$(BIN)/python -m pytest
+
+# Everything but the slow tests.
+test-fast: env
+	$(BIN)/python -m pytest -m "not slow"
+
+# Every run of notebooks/runs.yml at full size, then the static HTML book.
+book: env
+	$(BIN)/python -m crnn.study book --jobs $(JOBS)
+
+lint: env
+	$(BIN)/ruff check crnn tests bench
+	$(BIN)/ruff format --check crnn tests bench
+
+bench: env
+	$(BIN)/python bench/train_speed.py
+
+clean:
+	rm -rf book/_build book/runs .pytest_cache

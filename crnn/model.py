@@ -1,0 +1,137 @@
+"""The Chemical Reaction Neural Network: parameters and right-hand side.
+
+Every hidden unit of a CRNN is one mass-action reaction (Ji & Deng 2021)::
+
+    r_j   = exp( ln_k[j] + sum_i w_in[j, i] * ln y_i )
+    dy/dt = sum_j w_out[j, :] * r_j
+
+Reference: W. Ji and S. Deng, "Autonomous discovery of unknown reaction pathways
+from data by chemical reaction neural network", J. Phys. Chem. A 125, 1082 (2021).
+"""
+
+from __future__ import annotations
+
+import equinox as eqx
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from .mechanism import Mechanism
+
+__all__ = ["CRNN", "mass_action_rates", "mass_action_rhs"]
+
+
+def mass_action_rates(y, w_in, ln_k, floor: float = 0.0):
+    """Reaction rates `r_j = k_j prod_i y_i^{w_in[j, i]}` of one state `y`.
+
+    With `floor > 0` the rates are computed as the CRNN does,
+    `exp(ln_k + w_in @ ln max(y, floor))`; with `floor = 0` as a product of
+    powers of `max(y, 0)`, exact also where a concentration is zero.
+    """
+    # Written as broadcasts and sums rather than matrix products: XLA fuses
+    # these into one loop, which is much faster than batched tiny matmuls
+    # once vmapped over experiments and random starts.
+    if floor > 0:
+        return jnp.exp(ln_k + jnp.sum(w_in * jnp.log(jnp.maximum(y, floor)), axis=-1))
+    yc = jnp.maximum(y, 0.0)
+    powers = jnp.where(w_in > 0, yc[None, :] ** jnp.where(w_in > 0, w_in, 1.0), 1.0)
+    return jnp.exp(ln_k) * jnp.prod(powers, axis=1)
+
+
+def mass_action_rhs(y, w_in, ln_k, w_out, floor: float = 0.0):
+    """`dy/dt = w_out^T r(y)` for weights with rows reactions and columns species."""
+    return jnp.sum(mass_action_rates(y, w_in, ln_k, floor)[:, None] * w_out, axis=0)
+
+
+class CRNN(eqx.Module):
+    """CRNN parameters `(w_in, ln_k, w_out)` as a pytree.
+
+    In the tied variant (the reference CRNN) the orders are not free parameters:
+    `w_in = clip(-w_out, 0, max_order_per_species)`. In the untied variant
+    `w_in` is a parameter of its own (clipped to the same range), so reaction
+    orders may differ from the reactant stoichiometry.
+
+    **Fields:**
+
+    - `w_out`: (n_reactions, n_species) net stoichiometry.
+    - `ln_k`: (n_reactions,) log rate constants (the seed's `w_b`).
+    - `w_in_free`: (n_reactions, n_species) orders, or `None` when tied.
+    - `max_order_per_species`: the clip of `w_in` (2.5 in the reference).
+    """
+
+    w_out: jax.Array
+    ln_k: jax.Array
+    w_in_free: jax.Array | None = None
+    max_order_per_species: float = eqx.field(static=True, default=2.5)
+
+    @property
+    def tied(self) -> bool:
+        return self.w_in_free is None
+
+    @property
+    def n_reactions(self) -> int:
+        return self.w_out.shape[-2]
+
+    @property
+    def n_species(self) -> int:
+        return self.w_out.shape[-1]
+
+    @property
+    def w_in(self) -> jax.Array:
+        source = -self.w_out if self.w_in_free is None else self.w_in_free
+        return jnp.clip(source, 0.0, self.max_order_per_species)
+
+    def weights(self):
+        """`(w_in, ln_k, w_out)`, rows reactions, columns species."""
+        return self.w_in, self.ln_k, self.w_out
+
+    @classmethod
+    def init(
+        cls,
+        key,
+        n_species: int,
+        n_reactions: int,
+        *,
+        tied: bool = True,
+        weight_scale: float = 0.1,
+        ln_k_range: tuple[float, float] = (-8.0, -6.0),
+        max_order_per_species: float = 2.5,
+    ) -> CRNN:
+        """Random initial parameters.
+
+        `w_out ~ N(0, weight_scale^2)`, `ln_k ~ U(ln_k_range)`; untied orders
+        start at `clip(-w_out, 0)` plus `|N(0, weight_scale^2)|`.
+        """
+        k1, k2, k3 = jax.random.split(key, 3)
+        w_out = weight_scale * jax.random.normal(k1, (n_reactions, n_species))
+        lo, hi = ln_k_range
+        ln_k = jax.random.uniform(k2, (n_reactions,), minval=lo, maxval=hi)
+        w_in_free = None
+        if not tied:
+            w_in_free = jnp.clip(-w_out, 0.0) + jnp.abs(weight_scale * jax.random.normal(k3, (n_reactions, n_species)))
+        return cls(w_out, ln_k, w_in_free, max_order_per_species)
+
+    @classmethod
+    def from_mechanism(cls, mechanism: Mechanism, *, tied: bool | None = None, max_order_per_species: float = 2.5) -> CRNN:
+        """The CRNN whose weights are those of `mechanism`.
+
+        `tied=None` picks the tied variant when the mechanism's orders are its
+        reactant coefficients (and within the clip), the untied one otherwise.
+        """
+        w_in, ln_k, w_out = (jnp.asarray(a) for a in mechanism.to_weights())
+        tied_possible = bool(np.allclose(np.clip(-np.asarray(w_out), 0, max_order_per_species), np.asarray(w_in)))
+        if tied is None:
+            tied = tied_possible
+        if tied and not tied_possible:
+            raise ValueError("mechanism orders differ from its reactant coefficients; use tied=False")
+        return cls(w_out, ln_k, None if tied else w_in, max_order_per_species)
+
+    def mechanism(self, species, threshold: float = 0.0) -> Mechanism:
+        """The mechanism of these weights, entries with |w| < `threshold` set to zero."""
+        w_in, ln_k, w_out = (np.asarray(a, dtype=float) for a in self.weights())
+        w_out = np.where(np.abs(w_out) < threshold, 0.0, w_out)
+        if self.tied:
+            w_in = np.clip(-w_out, 0.0, self.max_order_per_species)
+        else:
+            w_in = np.where(np.abs(w_in) < threshold, 0.0, w_in)
+        return Mechanism.from_weights(list(species), w_in, ln_k, w_out)

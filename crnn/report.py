@@ -1,0 +1,191 @@
+"""Reporting learned mechanisms: pruning, weight matrices, equation tables, matching, plots."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import numpy as np
+import pandas as pd
+
+from .mechanism import Mechanism, Reaction
+
+__all__ = [
+    "ReactionMatch",
+    "comparison_table",
+    "match_reactions",
+    "mechanism_table",
+    "plot_fit",
+    "plot_loss_history",
+    "recovered",
+    "weight_tables",
+]
+
+
+def _equation(reaction: Reaction, digits: int = 3) -> str:
+    return reaction.format(digits).split("  k=")[0]
+
+
+def mechanism_table(mechanism: Mechanism, digits: int = 3) -> pd.DataFrame:
+    """One row per reaction: equation, rate, orders and total order."""
+    rows = []
+    for r in mechanism.reactions:
+        orders = r.reaction_orders
+        rows.append(
+            {
+                "equation": _equation(r, digits),
+                "rate": r.rate,
+                "orders": ", ".join(f"{s}:{o:.{digits}f}" for s, o in orders.items()),
+                "total order": r.total_order,
+            }
+        )
+    return pd.DataFrame(rows, columns=["equation", "rate", "orders", "total order"])
+
+
+def weight_tables(mechanism: Mechanism, digits: int = 3) -> dict[str, pd.DataFrame]:
+    """The CRNN matrices as the seed prints them: `w_in`, `w_b` (= ln k) and `w_out`.
+
+    Rows are reactions (R1, R2, ...), columns species.
+    """
+    w_in, ln_k, w_out = mechanism.to_weights()
+    index = [f"R{j + 1}" for j in range(mechanism.n_reactions)]
+    return {
+        "w_in": pd.DataFrame(w_in, index=index, columns=mechanism.species).round(digits),
+        "w_b": pd.DataFrame({"w_b = ln k": ln_k, "k": np.exp(ln_k)}, index=index).round(6),
+        "w_out": pd.DataFrame(w_out, index=index, columns=mechanism.species).round(digits),
+    }
+
+
+@dataclasses.dataclass(frozen=True)
+class ReactionMatch:
+    """A true reaction paired with the learned reaction closest in stoichiometry."""
+
+    true_index: int
+    learned_index: int | None
+    coefficient_error: float  # max |w_out difference| over species (inf if unmatched)
+    rate_error: float  # |k_learned / k_true - 1| (inf if unmatched)
+
+
+def match_reactions(truth: Mechanism, learned: Mechanism) -> list[ReactionMatch]:
+    """Pair each true reaction with one learned reaction (optimal assignment).
+
+    The cost of a pair is the largest absolute difference of their net
+    stoichiometry (`w_out`) and orders (`w_in`) over all species of either
+    mechanism; species missing from a mechanism count as zero.
+    """
+    from scipy.optimize import linear_sum_assignment
+
+    species = list(dict.fromkeys([*truth.species, *learned.species]))
+    t_in, t_lnk, t_out = truth.with_species(species).to_weights()
+    l_in, l_lnk, l_out = learned.with_species(species).to_weights()
+    if learned.n_reactions == 0:
+        return [ReactionMatch(j, None, np.inf, np.inf) for j in range(truth.n_reactions)]
+    cost = np.maximum(
+        np.abs(t_out[:, None, :] - l_out[None, :, :]).max(axis=2),
+        np.abs(t_in[:, None, :] - l_in[None, :, :]).max(axis=2),
+    )
+    rows, cols = linear_sum_assignment(cost)
+    pairs = dict(zip(rows.tolist(), cols.tolist()))
+    matches = []
+    for j in range(truth.n_reactions):
+        if j in pairs:
+            i = pairs[j]
+            matches.append(ReactionMatch(j, i, float(cost[j, i]), float(abs(np.exp(l_lnk[i] - t_lnk[j]) - 1.0))))
+        else:
+            matches.append(ReactionMatch(j, None, np.inf, np.inf))
+    return matches
+
+
+def recovered(truth: Mechanism, learned: Mechanism, coefficient_tol: float = 0.1, rate_tol: float = 0.05) -> bool:
+    """Whether every true reaction is matched by a learned one within the tolerances."""
+    return all(m.coefficient_error <= coefficient_tol and m.rate_error <= rate_tol for m in match_reactions(truth, learned))
+
+
+def comparison_table(truth: Mechanism, learned: dict[str, Mechanism], digits: int = 3) -> pd.DataFrame:
+    """The seed's table: ground-truth equation and rate beside each learned mechanism's.
+
+    `learned` maps a column label (e.g. "original loss") to a pruned mechanism.
+    Learned reactions that match no true reaction are listed in extra rows.
+    """
+    rows = [{"ground truth": _equation(r, digits), "rate": r.rate} for r in truth.reactions]
+    extra: list[dict] = []
+    for label, mech in learned.items():
+        used = set()
+        for m in match_reactions(truth, mech):
+            if m.learned_index is not None:
+                r = mech.reactions[m.learned_index]
+                used.add(m.learned_index)
+                rows[m.true_index][f"{label}: equation"] = _equation(r, digits)
+                rows[m.true_index][f"{label}: rate"] = r.rate
+        for i, r in enumerate(mech.reactions):
+            if i not in used:
+                extra.append(
+                    {"ground truth": "(unmatched)", f"{label}: equation": _equation(r, digits), f"{label}: rate": r.rate}
+                )
+    return pd.DataFrame(rows + extra)
+
+
+def plot_fit(dataset, predictions, experiments=(0,), species=None, ax=None, title=None):
+    """Data (markers) and model trajectories (lines) for some experiments.
+
+    **Arguments:**
+
+    - `dataset`: the `Dataset`.
+    - `predictions`: (n_experiments, n_times, n_observed) model concentrations.
+    - `experiments`: which experiments to draw (one panel each).
+    """
+    import matplotlib.pyplot as plt
+    import seaborn as sns
+
+    species = list(species or dataset.species)
+    cols = [dataset.species.index(s) for s in species]
+    experiments = list(experiments)
+    if ax is None:
+        fig, axes = plt.subplots(1, len(experiments), figsize=(4.2 * len(experiments), 3.4), sharey=True, squeeze=False)
+        axes = axes[0]
+    else:
+        axes = np.atleast_1d(ax)
+        fig = axes[0].figure
+    palette = sns.color_palette("colorblind", len(species))
+    for a, e in zip(axes, experiments):
+        for c, s, color in zip(cols, species, palette):
+            a.plot(dataset.ts, dataset.ys[e, :, c], "o", ms=3, mfc="none", color=color, alpha=0.7)
+            a.plot(dataset.ts, predictions[e, :, c], "-", color=color, label=s)
+        a.set_xlabel("time (a.u.)")
+        a.set_title(f"experiment {e} ({dataset.split[e]})" if title is None else title)
+    axes[0].set_ylabel("concentration (a.u.)")
+    axes[-1].legend(title="species (line: model,\nmarkers: data)", fontsize=8, title_fontsize=8, loc="best")
+    fig.tight_layout()
+    return fig
+
+
+def plot_loss_history(result, ax=None, label_prefix=""):
+    """Training (every epoch) and validation loss of every start, log scale."""
+    import matplotlib.pyplot as plt
+
+    if ax is None:
+        fig, ax = plt.subplots(figsize=(5.5, 3.5))
+    epochs = np.arange(1, result.train_history.shape[1] + 1)
+    for s in range(result.n_starts):
+        best = s == result.best_start
+        ax.plot(
+            epochs,
+            result.train_history[s],
+            color="C0",
+            alpha=0.9 if best else 0.15,
+            lw=1.2 if best else 0.6,
+            label=f"{label_prefix}train (best start)" if best else None,
+        )
+        ax.plot(
+            result.validation_epochs,
+            result.validation_history[s],
+            color="C1",
+            alpha=0.9 if best else 0.15,
+            lw=1.2 if best else 0.6,
+            label=f"{label_prefix}validation (best start)" if best else None,
+        )
+    ax.set_xscale("log")
+    ax.set_yscale("log")
+    ax.set_xlabel("epoch")
+    ax.set_ylabel("scaled MAE loss (a.u.)")
+    ax.legend(fontsize=8)
+    return ax.figure

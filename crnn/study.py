@@ -1,0 +1,257 @@
+"""Run the study's notebooks with papermill and build the book.
+
+The runs are listed once, in `notebooks/runs.yml`::
+
+    runs:
+      - name: case1-order-penalty
+        notebook: 01_order_penalty.ipynb
+        parameters: {epochs: 20000}
+
+Usage::
+
+    python -m crnn.study run [--quick] [--jobs N] [--only NAME ...] [--force]
+    python -m crnn.study build
+    python -m crnn.study book [--jobs N]        # run, then build
+
+Each run executes `notebooks/<notebook>` with its parameters plus
+`results_path` (where the notebook writes its JSON results) and `quick`.
+The executed notebook goes to `<book>/runs/<name>.ipynb`, the results to
+`<results>/<name>.json`. A run whose notebook, parameters, package source and
+mode are unchanged since its last success is skipped. A run executes into
+`<name>.partial.ipynb` and is moved into place only when it succeeds, so a
+failure leaves the partial notebook for inspection and every other output as
+it was.
+"""
+
+from __future__ import annotations
+
+import argparse
+import concurrent.futures
+import dataclasses
+import hashlib
+import json
+import os
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import yaml
+
+ROOT = Path(__file__).resolve().parents[1]
+PACKAGE = Path(__file__).resolve().parent
+
+__all__ = ["Run", "RunFailed", "build_book", "load_manifest", "main", "run_all"]
+
+
+@dataclasses.dataclass(frozen=True)
+class Run:
+    name: str
+    notebook: str
+    parameters: dict
+    chapter: str | None = None
+
+
+class RunFailed(RuntimeError):
+    """A notebook run failed; the message names the run, notebook, cell and error."""
+
+
+def load_manifest(path: Path | None = None) -> list[Run]:
+    """The runs listed in `notebooks/runs.yml` (names unique, notebooks existing)."""
+    path = Path(path or ROOT / "notebooks" / "runs.yml")
+    spec = yaml.safe_load(path.read_text()) or {}
+    runs, seen = [], set()
+    for i, entry in enumerate(spec.get("runs", [])):
+        missing = {"name", "notebook"} - set(entry)
+        if missing:
+            raise ValueError(f"{path}: run #{i + 1} lacks {sorted(missing)}")
+        if entry["name"] in seen:
+            raise ValueError(f"{path}: run name {entry['name']!r} repeats")
+        seen.add(entry["name"])
+        if not (path.parent / entry["notebook"]).exists():
+            raise ValueError(f"{path}: run {entry['name']!r} names a missing notebook {entry['notebook']!r}")
+        runs.append(Run(entry["name"], entry["notebook"], dict(entry.get("parameters") or {}), entry.get("chapter")))
+    return runs
+
+
+def _package_digest() -> str:
+    h = hashlib.sha256()
+    for file in sorted(PACKAGE.glob("*.py")):
+        h.update(file.name.encode())
+        h.update(file.read_bytes())
+    return h.hexdigest()
+
+
+def cache_key(run: Run, notebooks_dir: Path, quick: bool, package_digest: str) -> str:
+    h = hashlib.sha256()
+    h.update((notebooks_dir / run.notebook).read_bytes())
+    h.update(json.dumps(run.parameters, sort_keys=True).encode())
+    h.update(f"quick={quick}".encode())
+    h.update(package_digest.encode())
+    return h.hexdigest()
+
+
+def _execute(run: Run, notebooks_dir: Path, runs_dir: Path, results_dir: Path, quick: bool, key: str, log_output: bool) -> dict:
+    import papermill as pm
+
+    runs_dir.mkdir(parents=True, exist_ok=True)
+    results_dir.mkdir(parents=True, exist_ok=True)
+    partial_nb = runs_dir / f"{run.name}.partial.ipynb"
+    partial_json = results_dir / f"{run.name}.partial.json"
+    final_nb, final_json = runs_dir / f"{run.name}.ipynb", results_dir / f"{run.name}.json"
+    parameters = {**run.parameters, "quick": quick, "results_path": str(partial_json.resolve())}
+    t0 = time.perf_counter()
+    try:
+        pm.execute_notebook(
+            str(notebooks_dir / run.notebook),
+            str(partial_nb),
+            parameters=parameters,
+            kernel_name="python3",
+            cwd=str(notebooks_dir),
+            progress_bar=False,
+            log_output=log_output,
+        )
+    except pm.PapermillExecutionError as err:
+        raise RunFailed(
+            f"run {run.name!r} failed: notebook {run.notebook}, cell {err.exec_count} (index {err.cell_index}): "
+            f"{err.ename}: {err.evalue}\n  partial executed notebook kept at {partial_nb}"
+        ) from None
+    except Exception as err:  # kernel died, bad parameters, ...
+        raise RunFailed(f"run {run.name!r} failed: notebook {run.notebook}: {type(err).__name__}: {err}") from None
+    if not partial_json.exists():
+        raise RunFailed(f"run {run.name!r}: notebook {run.notebook} wrote no results to results_path")
+    results = json.loads(partial_json.read_text())
+    results.setdefault("run", {}).update(
+        {
+            "name": run.name,
+            "notebook": run.notebook,
+            "parameters": run.parameters,
+            "quick": quick,
+            "wall_time_s": time.perf_counter() - t0,
+            "cache_key": key,
+        }
+    )
+    final_json.write_text(json.dumps(results, indent=2, default=float) + "\n")
+    partial_json.unlink()
+    os.replace(partial_nb, final_nb)
+    return {"name": run.name, "status": "ran", "wall_time_s": time.perf_counter() - t0}
+
+
+def _cached(run: Run, runs_dir: Path, results_dir: Path, key: str) -> bool:
+    final_nb, final_json = runs_dir / f"{run.name}.ipynb", results_dir / f"{run.name}.json"
+    if not (final_nb.exists() and final_json.exists()):
+        return False
+    try:
+        return json.loads(final_json.read_text()).get("run", {}).get("cache_key") == key
+    except json.JSONDecodeError:
+        return False
+
+
+def run_all(
+    *,
+    quick: bool = False,
+    jobs: int = 1,
+    only: list[str] | None = None,
+    force: bool = False,
+    manifest: Path | None = None,
+    book_dir: Path | None = None,
+    results_dir: Path | None = None,
+    progress: bool = True,
+    log_output: bool = False,
+) -> list[dict]:
+    """Execute the manifest's runs (all, or those named in `only`); returns one status dict per run.
+
+    Raises `RunFailed` for the first run that fails, after the runs already
+    started have finished.
+    """
+    from tqdm.auto import tqdm
+
+    manifest = Path(manifest or ROOT / "notebooks" / "runs.yml")
+    notebooks_dir = manifest.parent
+    runs_dir = Path(book_dir or ROOT / "book") / "runs"
+    results_dir = Path(results_dir or ROOT / "data" / "results")
+    runs = load_manifest(manifest)
+    if only:
+        unknown = set(only) - {r.name for r in runs}
+        if unknown:
+            raise ValueError(f"unknown run(s) {sorted(unknown)}; the manifest lists {[r.name for r in runs]}")
+        runs = [r for r in runs if r.name in only]
+    digest = _package_digest()
+    statuses, todo = [], []
+    for run in runs:
+        key = cache_key(run, notebooks_dir, quick, digest)
+        if not force and _cached(run, runs_dir, results_dir, key):
+            statuses.append({"name": run.name, "status": "cached", "wall_time_s": 0.0})
+        else:
+            todo.append((run, key))
+    failure = None
+    with tqdm(total=len(todo), desc="notebook runs", unit="run", disable=not progress) as bar:
+        with concurrent.futures.ThreadPoolExecutor(max_workers=max(jobs, 1)) as pool:
+            futures = {
+                pool.submit(_execute, run, notebooks_dir, runs_dir, results_dir, quick, key, log_output): run for run, key in todo
+            }
+            for future in concurrent.futures.as_completed(futures):
+                run = futures[future]
+                try:
+                    statuses.append(future.result())
+                    bar.set_postfix_str(f"{run.name} done")
+                except RunFailed as err:
+                    failure = failure or err
+                    statuses.append({"name": run.name, "status": "failed", "error": str(err)})
+                    for f in futures:
+                        f.cancel()
+                bar.update(1)
+    if failure is not None:
+        raise failure
+    return statuses
+
+
+def build_book(book_dir: Path | None = None, *, strict: bool = True) -> Path:
+    """Build the static HTML book with Jupyter Book 1 (warnings are errors); returns the HTML folder."""
+    book_dir = Path(book_dir or ROOT / "book")
+    cmd = [sys.executable, "-c", "from jupyter_book.cli.main import main; main()", "build", str(book_dir), "--keep-going"]
+    if strict:
+        cmd.append("--warningiserror")
+    proc = subprocess.run(cmd, capture_output=True, text=True)
+    if proc.returncode != 0:
+        raise RuntimeError(f"book build failed ({' '.join(cmd)}):\n{proc.stdout[-6000:]}\n{proc.stderr[-6000:]}")
+    return book_dir / "_build" / "html"
+
+
+def prepare_book_copy(target: Path) -> Path:
+    """Copy the book sources (not its build or runs) to `target`, for building elsewhere."""
+    shutil.copytree(ROOT / "book", target, ignore=shutil.ignore_patterns("_build", "runs"))
+    return target
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m crnn.study", description=__doc__.split("\n\n")[0])
+    sub = parser.add_subparsers(dest="command", required=True)
+    for name in ("run", "book"):
+        p = sub.add_parser(name, help="execute the notebook runs" + (" and build the book" if name == "book" else ""))
+        p.add_argument("--quick", action="store_true", help="small, fast versions of every run (for tests)")
+        p.add_argument("--jobs", type=int, default=1, help="runs executed at once")
+        p.add_argument("--only", nargs="+", metavar="NAME", help="run only these")
+        p.add_argument("--force", action="store_true", help="rerun even when cached")
+        p.add_argument("--log-output", action="store_true", help="stream the notebooks' output")
+    sub.add_parser("build", help="build the book from the executed notebooks")
+    args = parser.parse_args(argv)
+    t0 = time.perf_counter()
+    try:
+        if args.command in ("run", "book"):
+            statuses = run_all(quick=args.quick, jobs=args.jobs, only=args.only, force=args.force, log_output=args.log_output)
+            for s in statuses:
+                print(f"{s['name']:<40} {s['status']:<7} {s['wall_time_s']:8.1f} s")
+        if args.command in ("build", "book"):
+            html = build_book()
+            print(f"book built: {html / 'index.html'}")
+    except (RunFailed, RuntimeError, ValueError) as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 1
+    print(f"total {time.perf_counter() - t0:.1f} s")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

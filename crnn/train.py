@@ -1,0 +1,375 @@
+"""Training a CRNN on a dataset: optax Adam, jitted steps, many random starts with `vmap`."""
+
+from __future__ import annotations
+
+import dataclasses
+import time
+from collections.abc import Sequence
+
+import equinox as eqx
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+
+from .data import Dataset
+from .integrate import rk4_solve
+from .loss import data_loss, order_penalty
+from .mechanism import Mechanism
+from .model import CRNN
+from .simulate import SolverConfig, solve
+
+__all__ = ["FitResult", "fit", "hidden_species_names", "make_predictor"]
+
+
+def hidden_species_names(n: int, taken: Sequence[str] = ()) -> list[str]:
+    """Names of `n` unobserved species: `Z` for one, `Z1, Z2, ...` for several."""
+    names = ["Z"] if n == 1 else [f"Z{i + 1}" for i in range(n)]
+    clash = set(names) & set(taken)
+    if clash:
+        names = [f"_{name}" for name in names]
+    return names
+
+
+def make_predictor(
+    ts,
+    n_observed: int,
+    extra_species: int,
+    integrator: str,
+    substeps: int,
+    floor: float,
+    solver: SolverConfig,
+    check_spacing: bool = True,
+):
+    """`predict(params, y0_obs) -> (ys_obs, ok)` for a batch of experiments.
+
+    Hidden species start at 0 and are cut from the output. `integrator` is
+    `"rk4"` (fixed steps on the sampling grid, see `crnn.integrate`) or
+    `"diffrax"` (adaptive, `solver` settings).
+    """
+    if integrator == "rk4" and check_spacing:
+        spacing = np.diff(np.asarray(ts))
+        if not np.allclose(spacing, spacing[0], rtol=1e-9, atol=0):
+            raise ValueError("integrator='rk4' needs equally spaced times; use integrator='diffrax'")
+    ts = jnp.asarray(ts)
+    if integrator == "rk4":
+
+        def one(weights, y0):
+            return rk4_solve(weights, y0, ts, substeps, floor)
+
+    elif integrator == "diffrax":
+        config = dataclasses.replace(solver, floor=floor)
+
+        def one(weights, y0):
+            ys, ok, _, _ = solve(weights, y0, ts, config)
+            return ys, ok
+
+    else:
+        raise ValueError(f"integrator must be 'rk4' or 'diffrax', got {integrator!r}")
+
+    def predict(params: CRNN, y0_obs):
+        y0 = jnp.concatenate([y0_obs, jnp.zeros((y0_obs.shape[0], extra_species), y0_obs.dtype)], axis=1)
+        ys, ok = jax.vmap(one, in_axes=(None, 0))(params.weights(), y0)
+        return ys[..., :n_observed], jnp.all(ok)
+
+    return predict
+
+
+@dataclasses.dataclass
+class FitResult:
+    """What `fit` returns.
+
+    **Fields:**
+
+    - `species`: all species of the model, observed first, then hidden.
+    - `n_observed`: how many of them the data have.
+    - `params`: the best start's `CRNN` (lowest validation loss after training).
+    - `all_params`: every start's `CRNN`, stacked along a leading axis.
+    - `train_history`: (n_starts, epochs) training data loss before each step.
+    - `penalty_history`: (n_starts, epochs) order penalty (unweighted) before each step.
+    - `validation_history`: (n_starts, n_evaluations) validation loss, at `validation_epochs`.
+    - `final_train_loss`, `final_validation_loss`: (n_starts,) data losses of each
+      start's kept parameters, re-solved with an adaptive diffrax solver.
+    - `final_penalty`: (n_starts,) order penalty of the kept parameters.
+    - `failures`: (n_starts,) training steps whose solve or gradient was not
+      finite (the step was skipped and the start put back to its best parameters).
+    - `best_start`: index of the start in `params`.
+    - `scale`: the species scales of the loss.
+    - `config`: every argument of the fit, for the record.
+    - `timing`: wall time of compilation, training and the whole fit (seconds).
+    """
+
+    species: tuple[str, ...]
+    n_observed: int
+    params: CRNN
+    all_params: CRNN
+    train_history: np.ndarray
+    penalty_history: np.ndarray
+    validation_history: np.ndarray
+    validation_epochs: np.ndarray
+    final_train_loss: np.ndarray
+    final_validation_loss: np.ndarray
+    final_penalty: np.ndarray
+    failures: np.ndarray
+    best_start: int
+    scale: np.ndarray
+    config: dict
+    timing: dict
+
+    @property
+    def n_starts(self) -> int:
+        return len(self.final_train_loss)
+
+    def start(self, index: int) -> CRNN:
+        """The kept parameters of start `index`."""
+        return jax.tree.map(lambda a: a[index], self.all_params)
+
+    def mechanism(self, threshold: float = 0.01, start: int | None = None) -> Mechanism:
+        """The learned mechanism, weights with |w| < `threshold` pruned (as the reference CRNN)."""
+        params = self.params if start is None else self.start(start)
+        return params.mechanism(self.species, threshold)
+
+    def table(self, threshold: float = 0.01, start: int | None = None):
+        """A pandas DataFrame, one row per learned reaction: equation, rate, orders, total order."""
+        from .report import mechanism_table
+
+        return mechanism_table(self.mechanism(threshold, start))
+
+
+def _loss_terms(predict, params, y0, data, scale, max_order):
+    pred, ok = predict(params, y0)
+    return data_loss(pred, data, scale), order_penalty(params.w_in, max_order), ok
+
+
+def fit(
+    dataset: Dataset,
+    n_reactions: int,
+    extra_species: int = 0,
+    order_penalty: float = 1.0,
+    *,
+    epochs: int = 30_000,
+    lr: float = 1e-2,
+    lr_final: float = 1e-4,
+    schedule: str = "exponential",
+    seed: int = 0,
+    n_starts: int = 1,
+    tied: bool = True,
+    max_order: float = 2.0,
+    max_order_per_species: float = 2.5,
+    weight_scale: float = 0.1,
+    ln_k_range: tuple[float, float] = (-8.0, -6.0),
+    grad_clip: float = 10.0,
+    integrator: str = "rk4",
+    substeps: int = 1,
+    floor: float = 1e-5,
+    solver: SolverConfig | None = None,
+    eval_every: int = 100,
+    progress: bool = True,
+    init: CRNN | None = None,
+) -> FitResult:
+    """Train a CRNN with `n_reactions` reactions on `dataset`.
+
+    Minimises `data_loss + order_penalty * sum_j relu(sum_i w_in[j, i] - max_order)`
+    on the training experiments with Adam, the learning rate decaying from
+    `lr` to `lr_final` over `epochs` full-batch steps (`schedule`:
+    `"exponential"` or `"cosine"`).
+    `n_starts` random initialisations (from `seed`) are trained at once with
+    `vmap`; each keeps the parameters of its lowest training objective, and
+    the start with the lowest validation loss is returned as `params`.
+
+    **Arguments:**
+
+    - `dataset`: a `Dataset`; its training experiments are fitted.
+    - `n_reactions`: number of reactions (hidden units).
+    - `extra_species`: unobserved species appended to the model; they start at 0
+      and are not in the loss.
+    - `order_penalty`: weight lambda of the order penalty (0: the original loss).
+    - `tied`: `w_in = clip(-w_out, 0, max_order_per_species)` as the reference; else free orders.
+    - `weight_scale`, `ln_k_range`: the random initialisation (see `CRNN.init`).
+    - `integrator`: `"rk4"` (fixed steps on the data grid, `substeps` per interval)
+      or `"diffrax"` (adaptive, `solver`).
+    - `floor`: concentration floor of the rate law (the reference uses 1e-5).
+    - `eval_every`: epochs between validation evaluations (and progress updates).
+    - `init`: start from these parameters (a single `CRNN`) instead of random ones.
+
+    **Returns:** a `FitResult`.
+    """
+    if n_reactions < 1 or extra_species < 0 or n_starts < 1 or epochs < 1 or eval_every < 1:
+        raise ValueError("need n_reactions >= 1, extra_species >= 0, n_starts >= 1, epochs >= 1, eval_every >= 1")
+    if order_penalty < 0:
+        raise ValueError(f"order_penalty must be >= 0, got {order_penalty}")
+    if not dataset.train.any() or not dataset.validation.any():
+        raise ValueError("the dataset needs both training and validation experiments")
+    config = {k: v for k, v in locals().items() if k not in ("dataset", "init", "solver")}
+    solver = solver or SolverConfig(solver="tsit5", rtol=1e-6, atol=1e-9, max_steps=20_000)
+    config["solver"] = dataclasses.asdict(solver) if isinstance(solver.solver, str) else repr(solver)
+    config["dataset"] = dataset.metadata
+    t_start = time.perf_counter()
+
+    n_obs = len(dataset.species)
+    species = (*dataset.species, *hidden_species_names(extra_species, dataset.species))
+    n_species = len(species)
+    scale = jnp.asarray(dataset.scale())
+    y0_tr, ys_tr = jnp.asarray(dataset.y0[dataset.train]), jnp.asarray(dataset.ys[dataset.train])
+    y0_va, ys_va = jnp.asarray(dataset.y0[dataset.validation]), jnp.asarray(dataset.ys[dataset.validation])
+    predict = make_predictor(dataset.ts, n_obs, extra_species, integrator, substeps, floor, solver)
+
+    key = jax.random.PRNGKey(seed)
+    if init is not None:
+        if init.n_species != n_species or init.n_reactions != n_reactions:
+            raise ValueError(
+                f"init has {init.n_reactions} reactions over {init.n_species} species, expected {n_reactions} over {n_species}"
+            )
+        params0 = jax.tree.map(lambda a: jnp.broadcast_to(a, (n_starts, *a.shape)), init)
+    else:
+        keys = jax.random.split(key, n_starts)
+        params0 = jax.vmap(
+            lambda k: CRNN.init(
+                k,
+                n_species,
+                n_reactions,
+                tied=tied,
+                weight_scale=weight_scale,
+                ln_k_range=ln_k_range,
+                max_order_per_species=max_order_per_species,
+            )
+        )(keys)
+
+    if schedule == "exponential":
+        lr_schedule = optax.exponential_decay(lr, transition_steps=epochs, decay_rate=lr_final / lr)
+    elif schedule == "cosine":
+        lr_schedule = optax.cosine_decay_schedule(lr, decay_steps=epochs, alpha=lr_final / lr)
+    else:
+        raise ValueError(f"schedule must be 'exponential' or 'cosine', got {schedule!r}")
+    optimizer = optax.chain(optax.clip_by_global_norm(grad_clip), optax.adam(lr_schedule))
+
+    def objective(params):
+        loss, penalty, ok = _loss_terms(predict, params, y0_tr, ys_tr, scale, max_order)
+        return loss + order_penalty * penalty, (loss, penalty, ok)
+
+    def step(state, _):
+        params, opt_state, best, best_value, failures = state
+        (value, (loss, penalty, ok)), grads = jax.value_and_grad(objective, has_aux=True)(params)
+        finite = ok & jnp.isfinite(value) & jnp.all(jnp.array([jnp.all(jnp.isfinite(g)) for g in jax.tree.leaves(grads)]))
+        grads = jax.tree.map(lambda g: jnp.where(finite, g, 0.0), grads)
+        updates, new_opt_state = optimizer.update(grads, opt_state, params)
+        new_params = optax.apply_updates(params, updates)
+        improved = finite & (value < best_value)
+        best = jax.tree.map(lambda b, p: jnp.where(improved, p, b), best, params)
+        best_value = jnp.where(improved, value, best_value)
+        # On a failed solve: skip the update and go back to the best parameters seen.
+        new_params = jax.tree.map(lambda n, b: jnp.where(finite, n, b), new_params, best)
+        new_opt_state = jax.tree.map(lambda n, o: jnp.where(finite, n, o), new_opt_state, opt_state)
+        failures = failures + (~finite).astype(jnp.int32)
+        return (new_params, new_opt_state, best, best_value, failures), (loss, penalty)
+
+    @eqx.filter_jit
+    def run_chunk(state, length):
+        return jax.vmap(lambda s: jax.lax.scan(step, s, None, length=length))(state)
+
+    @eqx.filter_jit
+    def evaluate(params_batch):
+        return jax.vmap(lambda p: _loss_terms(predict, p, y0_va, ys_va, scale, max_order)[0])(params_batch)
+
+    opt_state0 = jax.vmap(optimizer.init)(params0)
+    state = (params0, opt_state0, params0, jnp.full((n_starts,), jnp.inf), jnp.zeros((n_starts,), jnp.int32))
+
+    chunks = [eval_every] * (epochs // eval_every) + ([epochs % eval_every] if epochs % eval_every else [])
+    train_hist, pen_hist, val_hist, val_epochs = [], [], [], []
+    t_train = time.perf_counter()
+    chunk_times = []
+    bar = _progress(total=epochs, enabled=progress, desc=f"fit {n_reactions} reactions x {n_starts} starts")
+    done = 0
+    for length in chunks:
+        t0 = time.perf_counter()
+        state, (loss_hist, penalty_hist) = run_chunk(state, length)
+        jax.block_until_ready(loss_hist)
+        chunk_times.append((time.perf_counter() - t0, length))
+        done += length
+        val = np.asarray(evaluate(state[0]))
+        train_hist.append(np.asarray(loss_hist))
+        pen_hist.append(np.asarray(penalty_hist))
+        val_hist.append(val)
+        val_epochs.append(done)
+        bar.update(length)
+        bar.set_postfix(train=_best(loss_hist[:, -1]), val=_best(val), failed_steps=int(np.sum(state[4])))
+    bar.close()
+    train_time = time.perf_counter() - t_train
+    # The first chunk's time includes compilation; estimate the rest from the others.
+    per_epoch = np.median([t / n for t, n in chunk_times[1:]]) if len(chunk_times) > 1 else 0.0
+    compile_time = max(chunk_times[0][0] - per_epoch * chunk_times[0][1], 0.0)
+
+    # Keep each start's best parameters; the last state's may be better still.
+    params_last, _, best, best_value, failures = state
+    last_value = jax.vmap(lambda p: objective(p)[0])(params_last)
+    take_last = jnp.isfinite(last_value) & (last_value < best_value)
+    kept = jax.tree.map(lambda b, p: jnp.where(_expand(take_last, b), p, b), best, params_last)
+
+    final_train, final_val, final_penalty = _final_losses(kept, dataset, n_obs, extra_species, scale, floor, max_order)
+    ranking = np.where(np.isfinite(final_val), final_val, np.inf)
+    best_start = int(np.argmin(ranking))
+    return FitResult(
+        species=species,
+        n_observed=n_obs,
+        params=jax.tree.map(lambda a: a[best_start], kept),
+        all_params=kept,
+        train_history=np.concatenate(train_hist, axis=1),
+        penalty_history=np.concatenate(pen_hist, axis=1),
+        validation_history=np.stack(val_hist, axis=1),
+        validation_epochs=np.array(val_epochs),
+        final_train_loss=final_train,
+        final_validation_loss=final_val,
+        final_penalty=final_penalty,
+        failures=np.asarray(failures),
+        best_start=best_start,
+        scale=np.asarray(scale),
+        config=config,
+        timing={
+            "compile_s": compile_time,
+            "train_s": train_time - compile_time,
+            "epochs_per_s": 1.0 / per_epoch if per_epoch > 0 else float("nan"),
+            "total_s": time.perf_counter() - t_start,
+        },
+    )
+
+
+def _best(values) -> str:
+    finite = np.asarray(values)[np.isfinite(values)]
+    return f"{finite.min():.3e}" if finite.size else "n/a"
+
+
+def _expand(mask, like):
+    return mask.reshape(mask.shape + (1,) * (like.ndim - mask.ndim))
+
+
+_ACCURATE = SolverConfig(solver="kvaerno5", rtol=1e-7, atol=1e-9, max_steps=20_000)
+
+
+@eqx.filter_jit
+def _adaptive_losses(params_batch, y0, ys, ts, scale, n_obs, extra_species, floor, max_order):
+    predict = make_predictor(ts, n_obs, extra_species, "diffrax", 1, floor, _ACCURATE, check_spacing=False)
+
+    def one(p):
+        loss, penalty, ok = _loss_terms(predict, p, y0, ys, scale, max_order)
+        return jnp.where(ok, loss, jnp.inf), penalty
+
+    return jax.vmap(one)(params_batch)
+
+
+def _final_losses(params_batch, dataset, n_obs, extra_species, scale, floor, max_order):
+    """Data losses of every start, re-solved with an adaptive implicit diffrax solve (Kvaerno5)."""
+    ts = jnp.asarray(dataset.ts)
+    args = (ts, scale, n_obs, extra_species, float(floor), float(max_order))
+    train, penalty = _adaptive_losses(
+        params_batch, jnp.asarray(dataset.y0[dataset.train]), jnp.asarray(dataset.ys[dataset.train]), *args
+    )
+    val, _ = _adaptive_losses(
+        params_batch, jnp.asarray(dataset.y0[dataset.validation]), jnp.asarray(dataset.ys[dataset.validation]), *args
+    )
+    return np.asarray(train), np.asarray(val), np.asarray(penalty)
+
+
+def _progress(total: int, enabled: bool, desc: str):
+    from tqdm.auto import tqdm
+
+    return tqdm(total=total, disable=not enabled, desc=desc, unit="epoch", leave=False)
