@@ -20,7 +20,7 @@ from .model import mass_action_rhs
 __all__ = ["rk4_solve"]
 
 
-def rk4_solve(weights, y0, ts, substeps: int = 1, floor: float = 1e-5):
+def rk4_solve(weights, y0, ts, substeps: int = 1, floor: float = 1e-5, rhs=mass_action_rhs):
     """States at `ts` (assumed equally spaced) of `dy/dt = w_out^T r(y)` from `y0`.
 
     **Arguments:**
@@ -30,6 +30,8 @@ def rk4_solve(weights, y0, ts, substeps: int = 1, floor: float = 1e-5):
     - `ts`: (n_times,) equally spaced times.
     - `substeps`: RK4 steps per sampling interval.
     - `floor`: concentration floor of the rate law.
+    - `rhs`: `rhs(y, w_in, ln_k, w_out, floor)`; mass action by default
+      (`crnn.qss.qss_rhs` for a hidden species in quasi-steady state).
 
     **Returns:** `(ys, ok)`, `ys` of shape (n_times, n_species), `ok` whether all are finite.
     """
@@ -37,7 +39,7 @@ def rk4_solve(weights, y0, ts, substeps: int = 1, floor: float = 1e-5):
     dt = (ts[1] - ts[0]) / substeps
 
     def f(y):
-        return mass_action_rhs(y, w_in, ln_k, w_out, floor)
+        return rhs(y, w_in, ln_k, w_out, floor)
 
     def interval(y, _):
         for _ in range(substeps):

@@ -12,11 +12,15 @@ from .mechanism import Mechanism, Reaction
 __all__ = [
     "ReactionMatch",
     "comparison_table",
+    "effective_order",
+    "find_reaction",
+    "reaction_similarity",
     "match_reactions",
     "mechanism_table",
     "plot_fit",
     "plot_loss_history",
     "recovered",
+    "start_statistics",
     "weight_tables",
 ]
 
@@ -189,3 +193,68 @@ def plot_loss_history(result, ax=None, label_prefix=""):
     ax.set_ylabel("scaled MAE loss (a.u.)")
     ax.legend(fontsize=8)
     return ax.figure
+
+
+def reaction_similarity(mechanism: Mechanism) -> np.ndarray:
+    """Cosine similarity of the reactions' net stoichiometry (`w_out` rows), (n_reactions, n_reactions)."""
+    _, _, w_out = mechanism.to_weights()
+    norm = np.linalg.norm(w_out, axis=1, keepdims=True)
+    unit = w_out / np.where(norm > 0, norm, 1.0)
+    return unit @ unit.T
+
+
+def effective_order(mechanism: Mechanism) -> float:
+    """Rate-weighted mean total order `sum_j k_j n_j / sum_j k_j` of the reactions."""
+    k = mechanism.rates
+    n = np.array([r.total_order for r in mechanism.reactions])
+    return float(np.sum(k * n) / np.sum(k)) if len(k) else float("nan")
+
+
+def find_reaction(mechanism: Mechanism, template: str, tol: float = 0.15) -> int | None:
+    """Index of a reaction of `mechanism` whose net stoichiometry and orders match `template`.
+
+    `template` is an equation such as ``"2A -> Z"`` (no rate); a match differs by
+    at most `tol` in every `w_out` and `w_in` entry. Returns `None` if none does.
+    """
+    t = Mechanism.parse(f"{template} ; 1")
+    species = list(dict.fromkeys([*mechanism.species, *t.species]))
+    t_in, _, t_out = t.with_species(species).to_weights()
+    m_in, _, m_out = mechanism.with_species(species).to_weights()
+    err = np.maximum(np.abs(m_out - t_out[0]).max(axis=1), np.abs(m_in - t_in[0]).max(axis=1))
+    if len(err) == 0 or err.min() > tol:
+        return None
+    return int(np.argmin(err))
+
+
+def start_statistics(result, threshold: float = 0.01, templates: dict[str, str] | None = None) -> pd.DataFrame:
+    """One row per random start of a `FitResult`: losses, orders, similarity, structure.
+
+    Columns: `start`, `validation loss`, `train loss`, `failed steps`,
+    `effective order` (rate-weighted mean total order), `max total order`,
+    `min total order`, `summed rate`, `mean cosine similarity` (of the `w_out` rows, off-diagonal
+    mean; 1 for copies), and for each `templates` entry (label -> equation such
+    as ``"2A -> Z"``) whether a pruned reaction matches it, plus `all templates`.
+    """
+    rows = []
+    for s in range(result.n_starts):
+        m = result.mechanism(threshold, start=s)
+        n = m.n_reactions
+        sim = reaction_similarity(m)
+        off = sim[~np.eye(n, dtype=bool)] if n > 1 else np.array([np.nan])
+        row = {
+            "start": s,
+            "validation loss": float(result.final_validation_loss[s]),
+            "train loss": float(result.final_train_loss[s]),
+            "failed steps": int(result.failures[s]),
+            "effective order": effective_order(m),
+            "max total order": max((r.total_order for r in m.reactions), default=np.nan),
+            "min total order": min((r.total_order for r in m.reactions), default=np.nan),
+            "summed rate": float(m.rates.sum()),
+            "mean cosine similarity": float(np.mean(off)),
+        }
+        if templates:
+            found = {label: find_reaction(m, eq) is not None for label, eq in templates.items()}
+            row.update(found)
+            row["all templates"] = all(found.values())
+        rows.append(row)
+    return pd.DataFrame(rows)

@@ -68,14 +68,17 @@ def _vector_field(t, y, args):
     return mass_action_rhs(y, w_in, ln_k, w_out, floor)
 
 
-def solve(weights, y0, ts, config: SolverConfig = SolverConfig(), adjoint=None):
+def solve(weights, y0, ts, config: SolverConfig = SolverConfig(), adjoint=None, rhs=None):
     """Integrate one experiment; jit- and vmap-friendly, never raises.
+
+    `rhs(y, w_in, ln_k, w_out, floor)` replaces mass action if given (e.g.
+    `crnn.qss.qss_rhs`).
 
     **Returns:** `(ys, ok, n_steps, n_rejected)` with `ys` of shape
     (len(ts), n_species); after a failure `ys` holds `inf` and `ok` is False.
     """
     w_in, ln_k, w_out = weights
-    term = diffrax.ODETerm(_vector_field)
+    term = diffrax.ODETerm(_vector_field if rhs is None else (lambda t, y, args: rhs(y, *args)))
     controller = diffrax.PIDController(rtol=config.rtol, atol=config.atol)
     kwargs = {} if adjoint is None else {"adjoint": adjoint}
     sol = diffrax.diffeqsolve(

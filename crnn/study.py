@@ -42,7 +42,20 @@ import yaml
 ROOT = Path(__file__).resolve().parents[1]
 PACKAGE = Path(__file__).resolve().parent
 
-__all__ = ["Run", "RunFailed", "build_book", "load_manifest", "main", "run_all"]
+DATA = ROOT / "data"
+
+__all__ = [
+    "Results",
+    "Run",
+    "RunFailed",
+    "build_book",
+    "load_dataset",
+    "load_manifest",
+    "load_results",
+    "main",
+    "make_datasets",
+    "run_all",
+]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -50,7 +63,7 @@ class Run:
     name: str
     notebook: str
     parameters: dict
-    chapter: str | None = None
+    needs: tuple[str, ...] = ()
 
 
 class RunFailed(RuntimeError):
@@ -71,7 +84,11 @@ def load_manifest(path: Path | None = None) -> list[Run]:
         seen.add(entry["name"])
         if not (path.parent / entry["notebook"]).exists():
             raise ValueError(f"{path}: run {entry['name']!r} names a missing notebook {entry['notebook']!r}")
-        runs.append(Run(entry["name"], entry["notebook"], dict(entry.get("parameters") or {}), entry.get("chapter")))
+        needs = tuple(entry.get("needs") or ())
+        unknown = [n for n in needs if n not in seen]
+        if unknown:
+            raise ValueError(f"{path}: run {entry['name']!r} needs {unknown}, which are not listed before it")
+        runs.append(Run(entry["name"], entry["notebook"], dict(entry.get("parameters") or {}), needs))
     return runs
 
 
@@ -83,8 +100,11 @@ def _package_digest() -> str:
     return h.hexdigest()
 
 
-def cache_key(run: Run, notebooks_dir: Path, quick: bool, package_digest: str) -> str:
+def cache_key(run: Run, notebooks_dir: Path, quick: bool, package_digest: str, results_dir: Path | None = None) -> str:
     h = hashlib.sha256()
+    for need in run.needs:  # a run that reads other runs' results reruns when they change
+        path = (results_dir or DATA / "results") / f"{need}.json"
+        h.update(path.read_bytes() if path.exists() else b"missing")
     h.update((notebooks_dir / run.notebook).read_bytes())
     h.update(json.dumps(run.parameters, sort_keys=True).encode())
     h.update(f"quick={quick}".encode())
@@ -172,36 +192,54 @@ def run_all(
     runs_dir = Path(book_dir or ROOT / "book") / "runs"
     results_dir = Path(results_dir or ROOT / "data" / "results")
     runs = load_manifest(manifest)
+    os.environ["CRNN_PROGRESS"] = "0"  # kernels inherit it: no fit progress bars in the book's pages
     if only:
         unknown = set(only) - {r.name for r in runs}
         if unknown:
             raise ValueError(f"unknown run(s) {sorted(unknown)}; the manifest lists {[r.name for r in runs]}")
         runs = [r for r in runs if r.name in only]
     digest = _package_digest()
-    statuses, todo = [], []
+    selected = {r.name for r in runs}
     for run in runs:
-        key = cache_key(run, notebooks_dir, quick, digest)
-        if not force and _cached(run, runs_dir, results_dir, key):
-            statuses.append({"name": run.name, "status": "cached", "wall_time_s": 0.0})
-        else:
-            todo.append((run, key))
+        for need in run.needs:
+            if need not in selected and not (results_dir / f"{need}.json").exists():
+                raise ValueError(f"run {run.name!r} needs the results of {need!r}; run it first (or drop --only)")
+    statuses: list[dict] = []
+    pending, finished, running = list(runs), set(), {}
     failure = None
-    with tqdm(total=len(todo), desc="notebook runs", unit="run", disable=not progress) as bar:
-        with concurrent.futures.ThreadPoolExecutor(max_workers=max(jobs, 1)) as pool:
-            futures = {
-                pool.submit(_execute, run, notebooks_dir, runs_dir, results_dir, quick, key, log_output): run for run, key in todo
-            }
-            for future in concurrent.futures.as_completed(futures):
-                run = futures[future]
+    bar = tqdm(total=len(runs), desc="notebook runs", unit="run", disable=not progress)
+    with concurrent.futures.ThreadPoolExecutor(max_workers=max(jobs, 1)) as pool:
+        while True:
+            submitted = True
+            while submitted and failure is None:  # cached runs can unblock others at once
+                submitted = False
+                for run in list(pending):
+                    if any(n in selected and n not in finished for n in run.needs):
+                        continue
+                    pending.remove(run)
+                    key = cache_key(run, notebooks_dir, quick, digest, results_dir)
+                    if not force and _cached(run, runs_dir, results_dir, key):
+                        statuses.append({"name": run.name, "status": "cached", "wall_time_s": 0.0})
+                        finished.add(run.name)
+                        bar.update(1)
+                        submitted = True
+                    else:
+                        future = pool.submit(_execute, run, notebooks_dir, runs_dir, results_dir, quick, key, log_output)
+                        running[future] = run
+            if not running:
+                break
+            done, _ = concurrent.futures.wait(running, return_when=concurrent.futures.FIRST_COMPLETED)
+            for future in done:
+                run = running.pop(future)
                 try:
                     statuses.append(future.result())
+                    finished.add(run.name)
                     bar.set_postfix_str(f"{run.name} done")
                 except RunFailed as err:
                     failure = failure or err
                     statuses.append({"name": run.name, "status": "failed", "error": str(err)})
-                    for f in futures:
-                        f.cancel()
                 bar.update(1)
+    bar.close()
     if failure is not None:
         raise failure
     return statuses
@@ -225,6 +263,95 @@ def prepare_book_copy(target: Path) -> Path:
     return target
 
 
+def make_datasets(out_dir: Path | None = None, spec: Path | None = None, names: list[str] | None = None) -> list[Path]:
+    """Write the canonical datasets listed in `data/datasets.yml` (CSV + JSON manifest each)."""
+    from .data import make_dataset
+    from .mechanism import Mechanism
+
+    spec = Path(spec or DATA / "datasets.yml")
+    out_dir = Path(out_dir or DATA)
+    entries = yaml.safe_load(spec.read_text())["datasets"]
+    paths = []
+    for name, entry in entries.items():
+        if names and name not in names:
+            continue
+        entry = dict(entry)
+        mechanism = Mechanism.parse(entry.pop("mechanism"))
+        ds = make_dataset(mechanism, **entry)
+        ds.metadata["name"] = name
+        paths.append(ds.save(out_dir / name))
+    return paths
+
+
+def load_dataset(name: str):
+    """The canonical dataset `name` from `data/` (see `data/datasets.yml`)."""
+    from .data import Dataset
+
+    path = DATA / f"{name}.csv"
+    if not path.exists():
+        known = sorted(yaml.safe_load((DATA / "datasets.yml").read_text())["datasets"])
+        raise ValueError(f"no dataset {name!r} in {DATA}; known: {known} (python -m crnn.study data writes them)")
+    return Dataset.load(path)
+
+
+def load_results(name: str, results_dir: Path | None = None) -> dict:
+    """The JSON results of the run `name` (written by the runner)."""
+    path = Path(results_dir or DATA / "results") / f"{name}.json"
+    if not path.exists():
+        raise ValueError(f"no results for run {name!r} at {path}; run python -m crnn.study run --only {name}")
+    return json.loads(path.read_text())
+
+
+def _jsonable(value):
+    import numpy as np
+
+    if isinstance(value, dict):
+        return {str(k): _jsonable(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_jsonable(v) for v in value]
+    if isinstance(value, np.ndarray):
+        return _jsonable(value.tolist())
+    if isinstance(value, np.generic):
+        return value.item()
+    if isinstance(value, float) and (value != value or value in (float("inf"), float("-inf"))):
+        return str(value)
+    if hasattr(value, "to_dict") and hasattr(value, "columns"):  # a pandas DataFrame
+        return _jsonable(value.to_dict(orient="records"))
+    return value
+
+
+class Results:
+    """Collects a notebook's machine-readable results and glues them for the book's prose.
+
+    `results.glue("name", value)` stores the value and makes it available to
+    the notebook's markdown as ``{glue:text}`name` `` (myst-nb); `save()`
+    writes everything as JSON to the run's `results_path`.
+    """
+
+    def __init__(self, path):
+        self.path = Path(path)
+        self.data: dict = {}
+
+    def __setitem__(self, key, value):
+        self.data[key] = value
+
+    def __getitem__(self, key):
+        return self.data[key]
+
+    def glue(self, name: str, value, display: bool = False):
+        from myst_nb import glue
+
+        if not hasattr(value, "savefig"):  # figures are glued, not stored
+            self.data[name] = value
+        glue(name, value, display=display)
+        return value
+
+    def save(self) -> Path:
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self.path.write_text(json.dumps(_jsonable(self.data), indent=2) + "\n")
+        return self.path
+
+
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(prog="python -m crnn.study", description=__doc__.split("\n\n")[0])
     sub = parser.add_subparsers(dest="command", required=True)
@@ -235,16 +362,31 @@ def main(argv=None) -> int:
         p.add_argument("--only", nargs="+", metavar="NAME", help="run only these")
         p.add_argument("--force", action="store_true", help="rerun even when cached")
         p.add_argument("--log-output", action="store_true", help="stream the notebooks' output")
-    sub.add_parser("build", help="build the book from the executed notebooks")
+        p.add_argument("--book-dir", type=Path, help="book folder (executed notebooks go to its runs/); default book/")
+        p.add_argument("--results-dir", type=Path, help="results folder; default data/results")
+    b = sub.add_parser("build", help="build the book from the executed notebooks")
+    b.add_argument("--book-dir", type=Path, help="book folder; default book/")
+    sub.add_parser("data", help="write the canonical datasets of data/datasets.yml")
     args = parser.parse_args(argv)
     t0 = time.perf_counter()
     try:
         if args.command in ("run", "book"):
-            statuses = run_all(quick=args.quick, jobs=args.jobs, only=args.only, force=args.force, log_output=args.log_output)
+            statuses = run_all(
+                quick=args.quick,
+                jobs=args.jobs,
+                only=args.only,
+                force=args.force,
+                log_output=args.log_output,
+                book_dir=args.book_dir,
+                results_dir=args.results_dir,
+            )
             for s in statuses:
                 print(f"{s['name']:<40} {s['status']:<7} {s['wall_time_s']:8.1f} s")
+        if args.command == "data":
+            for path in make_datasets():
+                print(f"wrote {path}")
         if args.command in ("build", "book"):
-            html = build_book()
+            html = build_book(getattr(args, "book_dir", None))
             print(f"book built: {html / 'index.html'}")
     except (RunFailed, RuntimeError, ValueError) as err:
         print(f"error: {err}", file=sys.stderr)

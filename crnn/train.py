@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import os
 import time
 from collections.abc import Sequence
 
@@ -16,7 +17,8 @@ from .data import Dataset
 from .integrate import rk4_solve
 from .loss import data_loss, order_penalty
 from .mechanism import Mechanism
-from .model import CRNN
+from .model import CRNN, mass_action_rhs
+from .qss import normalize_hidden, qss_orders, qss_rhs
 from .simulate import SolverConfig, solve
 
 __all__ = ["FitResult", "fit", "hidden_species_names", "make_predictor"]
@@ -40,13 +42,22 @@ def make_predictor(
     floor: float,
     solver: SolverConfig,
     check_spacing: bool = True,
+    hidden: str = "dynamic",
 ):
     """`predict(params, y0_obs) -> (ys_obs, ok)` for a batch of experiments.
 
-    Hidden species start at 0 and are cut from the output. `integrator` is
-    `"rk4"` (fixed steps on the sampling grid, see `crnn.integrate`) or
-    `"diffrax"` (adaptive, `solver` settings).
+    Hidden species start at 0 and are cut from the output (`hidden="dynamic"`),
+    or, with `hidden="qss"`, the one hidden species is not integrated but held
+    at its quasi-steady state (`crnn.qss`). `integrator` is `"rk4"` (fixed
+    steps on the sampling grid, see `crnn.integrate`) or `"diffrax"` (adaptive,
+    `solver` settings).
     """
+    if hidden not in ("dynamic", "qss"):
+        raise ValueError(f"hidden must be 'dynamic' or 'qss', got {hidden!r}")
+    if hidden == "qss" and extra_species != 1:
+        raise ValueError(f"hidden='qss' needs exactly one extra species, got {extra_species}")
+    rhs = qss_rhs if hidden == "qss" else mass_action_rhs
+    pad = 0 if hidden == "qss" else extra_species
     if integrator == "rk4" and check_spacing:
         spacing = np.diff(np.asarray(ts))
         if not np.allclose(spacing, spacing[0], rtol=1e-9, atol=0):
@@ -55,20 +66,20 @@ def make_predictor(
     if integrator == "rk4":
 
         def one(weights, y0):
-            return rk4_solve(weights, y0, ts, substeps, floor)
+            return rk4_solve(weights, y0, ts, substeps, floor, rhs=rhs)
 
     elif integrator == "diffrax":
         config = dataclasses.replace(solver, floor=floor)
 
         def one(weights, y0):
-            ys, ok, _, _ = solve(weights, y0, ts, config)
+            ys, ok, _, _ = solve(weights, y0, ts, config, rhs=rhs)
             return ys, ok
 
     else:
         raise ValueError(f"integrator must be 'rk4' or 'diffrax', got {integrator!r}")
 
     def predict(params: CRNN, y0_obs):
-        y0 = jnp.concatenate([y0_obs, jnp.zeros((y0_obs.shape[0], extra_species), y0_obs.dtype)], axis=1)
+        y0 = jnp.concatenate([y0_obs, jnp.zeros((y0_obs.shape[0], pad), y0_obs.dtype)], axis=1)
         ys, ok = jax.vmap(one, in_axes=(None, 0))(params.weights(), y0)
         return ys[..., :n_observed], jnp.all(ok)
 
@@ -97,6 +108,8 @@ class FitResult:
     - `scale`: the species scales of the loss.
     - `config`: every argument of the fit, for the record.
     - `timing`: wall time of compilation, training and the whole fit (seconds).
+    - `parameter_history`: with `keep_parameter_history`, the stacked parameters
+      of all starts at each of `validation_epochs` (before the best-so-far choice).
     """
 
     species: tuple[str, ...]
@@ -115,19 +128,48 @@ class FitResult:
     scale: np.ndarray
     config: dict
     timing: dict
+    parameter_history: list = dataclasses.field(default_factory=list)
 
     @property
     def n_starts(self) -> int:
         return len(self.final_train_loss)
+
+    def predict(self, y0, ts, start: int | None = None):
+        """Observed concentrations of the learned model from `y0` (observed species only).
+
+        Hidden species start at 0; the solve is adaptive (Kvaerno5) with the
+        training's concentration floor. `y0` is (n_observed,) or (n_experiments, n_observed).
+        """
+        from .simulate import simulate
+
+        params = self.params if start is None else self.start(start)
+        y0 = np.atleast_2d(np.asarray(y0, dtype=float))
+        if self.config.get("hidden") == "qss":
+            predict = make_predictor(ts, self.n_observed, 1, "diffrax", 1, self.config["floor"], _ACCURATE, False, "qss")
+            ys, ok = eqx.filter_jit(predict)(params, jnp.asarray(y0))
+            if not bool(ok):
+                raise RuntimeError("the QSS model's solve failed")
+            return np.asarray(ys)
+        full = np.concatenate([y0, np.zeros((y0.shape[0], len(self.species) - self.n_observed))], axis=1)
+        ys = simulate(params, full, ts, config=dataclasses.replace(_ACCURATE, floor=self.config["floor"]))
+        return np.asarray(ys)[..., : self.n_observed]
 
     def start(self, index: int) -> CRNN:
         """The kept parameters of start `index`."""
         return jax.tree.map(lambda a: a[index], self.all_params)
 
     def mechanism(self, threshold: float = 0.01, start: int | None = None) -> Mechanism:
-        """The learned mechanism, weights with |w| < `threshold` pruned (as the reference CRNN)."""
+        """The learned mechanism, weights with |w| < `threshold` pruned (as the reference CRNN).
+
+        For a QSS fit the hidden species is first order in the reactions that
+        consume it and is reported in the unit where its largest coefficient is 1
+        (`crnn.qss.normalize_hidden`).
+        """
         params = self.params if start is None else self.start(start)
-        return params.mechanism(self.species, threshold)
+        mechanism = params.mechanism(self.species, threshold)
+        if self.config.get("hidden") == "qss":
+            mechanism = normalize_hidden(mechanism, self.species[-1])
+        return mechanism
 
     def table(self, threshold: float = 0.01, start: int | None = None):
         """A pandas DataFrame, one row per learned reaction: equation, rate, orders, total order."""
@@ -136,9 +178,10 @@ class FitResult:
         return mechanism_table(self.mechanism(threshold, start))
 
 
-def _loss_terms(predict, params, y0, data, scale, max_order):
+def _loss_terms(predict, params, y0, data, scale, max_order, hidden="dynamic"):
     pred, ok = predict(params, y0)
-    return data_loss(pred, data, scale), order_penalty(params.w_in, max_order), ok
+    w_in = qss_orders(params.w_in, params.w_out) if hidden == "qss" else params.w_in
+    return data_loss(pred, data, scale), order_penalty(w_in, max_order), ok
 
 
 def fit(
@@ -147,6 +190,7 @@ def fit(
     extra_species: int = 0,
     order_penalty: float = 1.0,
     *,
+    hidden: str = "dynamic",
     epochs: int = 30_000,
     lr: float = 1e-2,
     lr_final: float = 1e-4,
@@ -164,8 +208,10 @@ def fit(
     floor: float = 1e-5,
     solver: SolverConfig | None = None,
     eval_every: int = 100,
-    progress: bool = True,
+    progress: bool | None = None,
     init: CRNN | None = None,
+    train_stoichiometry: bool = True,
+    keep_parameter_history: bool = False,
 ) -> FitResult:
     """Train a CRNN with `n_reactions` reactions on `dataset`.
 
@@ -184,13 +230,24 @@ def fit(
     - `extra_species`: unobserved species appended to the model; they start at 0
       and are not in the loss.
     - `order_penalty`: weight lambda of the order penalty (0: the original loss).
+    - `hidden`: `"dynamic"` (hidden species are integrated like the others) or
+      `"qss"` (the one hidden species sits at its quasi-steady state and holds
+      no mass: the fast-intermediate limit taken analytically, see `crnn.qss`).
     - `tied`: `w_in = clip(-w_out, 0, max_order_per_species)` as the reference; else free orders.
     - `weight_scale`, `ln_k_range`: the random initialisation (see `CRNN.init`).
     - `integrator`: `"rk4"` (fixed steps on the data grid, `substeps` per interval)
       or `"diffrax"` (adaptive, `solver`).
     - `floor`: concentration floor of the rate law (the reference uses 1e-5).
     - `eval_every`: epochs between validation evaluations (and progress updates).
+    - `progress`: show a tqdm progress bar; `None` (default) shows it unless the
+      environment variable `CRNN_PROGRESS` is `0` (the study runner sets it, so
+      executed notebooks in the book stay free of progress output).
     - `init`: start from these parameters (a single `CRNN`) instead of random ones.
+    - `train_stoichiometry`: if False, only the rate constants `ln_k` are trained
+      (`w_out` and free orders stay as initialised), e.g. to follow the rates of
+      a fixed mechanism.
+    - `keep_parameter_history`: also keep every start's parameters at each
+      validation evaluation (`FitResult.parameter_history`).
 
     **Returns:** a `FitResult`.
     """
@@ -212,7 +269,7 @@ def fit(
     scale = jnp.asarray(dataset.scale())
     y0_tr, ys_tr = jnp.asarray(dataset.y0[dataset.train]), jnp.asarray(dataset.ys[dataset.train])
     y0_va, ys_va = jnp.asarray(dataset.y0[dataset.validation]), jnp.asarray(dataset.ys[dataset.validation])
-    predict = make_predictor(dataset.ts, n_obs, extra_species, integrator, substeps, floor, solver)
+    predict = make_predictor(dataset.ts, n_obs, extra_species, integrator, substeps, floor, solver, hidden=hidden)
 
     key = jax.random.PRNGKey(seed)
     if init is not None:
@@ -244,7 +301,7 @@ def fit(
     optimizer = optax.chain(optax.clip_by_global_norm(grad_clip), optax.adam(lr_schedule))
 
     def objective(params):
-        loss, penalty, ok = _loss_terms(predict, params, y0_tr, ys_tr, scale, max_order)
+        loss, penalty, ok = _loss_terms(predict, params, y0_tr, ys_tr, scale, max_order, hidden)
         return loss + order_penalty * penalty, (loss, penalty, ok)
 
     def step(state, _):
@@ -252,6 +309,10 @@ def fit(
         (value, (loss, penalty, ok)), grads = jax.value_and_grad(objective, has_aux=True)(params)
         finite = ok & jnp.isfinite(value) & jnp.all(jnp.array([jnp.all(jnp.isfinite(g)) for g in jax.tree.leaves(grads)]))
         grads = jax.tree.map(lambda g: jnp.where(finite, g, 0.0), grads)
+        if not train_stoichiometry:
+            grads = eqx.tree_at(lambda g: g.w_out, grads, jnp.zeros_like(grads.w_out))
+            if grads.w_in_free is not None:
+                grads = eqx.tree_at(lambda g: g.w_in_free, grads, jnp.zeros_like(grads.w_in_free))
         updates, new_opt_state = optimizer.update(grads, opt_state, params)
         new_params = optax.apply_updates(params, updates)
         improved = finite & (value < best_value)
@@ -269,13 +330,13 @@ def fit(
 
     @eqx.filter_jit
     def evaluate(params_batch):
-        return jax.vmap(lambda p: _loss_terms(predict, p, y0_va, ys_va, scale, max_order)[0])(params_batch)
+        return jax.vmap(lambda p: _loss_terms(predict, p, y0_va, ys_va, scale, max_order, hidden)[0])(params_batch)
 
     opt_state0 = jax.vmap(optimizer.init)(params0)
     state = (params0, opt_state0, params0, jnp.full((n_starts,), jnp.inf), jnp.zeros((n_starts,), jnp.int32))
 
     chunks = [eval_every] * (epochs // eval_every) + ([epochs % eval_every] if epochs % eval_every else [])
-    train_hist, pen_hist, val_hist, val_epochs = [], [], [], []
+    train_hist, pen_hist, val_hist, val_epochs, param_hist = [], [], [], [], []
     t_train = time.perf_counter()
     chunk_times = []
     bar = _progress(total=epochs, enabled=progress, desc=f"fit {n_reactions} reactions x {n_starts} starts")
@@ -291,6 +352,8 @@ def fit(
         pen_hist.append(np.asarray(penalty_hist))
         val_hist.append(val)
         val_epochs.append(done)
+        if keep_parameter_history:
+            param_hist.append(jax.tree.map(np.asarray, state[0]))
         bar.update(length)
         bar.set_postfix(train=_best(loss_hist[:, -1]), val=_best(val), failed_steps=int(np.sum(state[4])))
     bar.close()
@@ -305,7 +368,7 @@ def fit(
     take_last = jnp.isfinite(last_value) & (last_value < best_value)
     kept = jax.tree.map(lambda b, p: jnp.where(_expand(take_last, b), p, b), best, params_last)
 
-    final_train, final_val, final_penalty = _final_losses(kept, dataset, n_obs, extra_species, scale, floor, max_order)
+    final_train, final_val, final_penalty = _final_losses(kept, dataset, n_obs, extra_species, scale, floor, max_order, hidden)
     ranking = np.where(np.isfinite(final_val), final_val, np.inf)
     best_start = int(np.argmin(ranking))
     return FitResult(
@@ -324,6 +387,7 @@ def fit(
         best_start=best_start,
         scale=np.asarray(scale),
         config=config,
+        parameter_history=param_hist,
         timing={
             "compile_s": compile_time,
             "train_s": train_time - compile_time,
@@ -346,20 +410,20 @@ _ACCURATE = SolverConfig(solver="kvaerno5", rtol=1e-7, atol=1e-9, max_steps=20_0
 
 
 @eqx.filter_jit
-def _adaptive_losses(params_batch, y0, ys, ts, scale, n_obs, extra_species, floor, max_order):
-    predict = make_predictor(ts, n_obs, extra_species, "diffrax", 1, floor, _ACCURATE, check_spacing=False)
+def _adaptive_losses(params_batch, y0, ys, ts, scale, n_obs, extra_species, floor, max_order, hidden):
+    predict = make_predictor(ts, n_obs, extra_species, "diffrax", 1, floor, _ACCURATE, check_spacing=False, hidden=hidden)
 
     def one(p):
-        loss, penalty, ok = _loss_terms(predict, p, y0, ys, scale, max_order)
+        loss, penalty, ok = _loss_terms(predict, p, y0, ys, scale, max_order, hidden)
         return jnp.where(ok, loss, jnp.inf), penalty
 
     return jax.vmap(one)(params_batch)
 
 
-def _final_losses(params_batch, dataset, n_obs, extra_species, scale, floor, max_order):
+def _final_losses(params_batch, dataset, n_obs, extra_species, scale, floor, max_order, hidden="dynamic"):
     """Data losses of every start, re-solved with an adaptive implicit diffrax solve (Kvaerno5)."""
     ts = jnp.asarray(dataset.ts)
-    args = (ts, scale, n_obs, extra_species, float(floor), float(max_order))
+    args = (ts, scale, n_obs, extra_species, float(floor), float(max_order), hidden)
     train, penalty = _adaptive_losses(
         params_batch, jnp.asarray(dataset.y0[dataset.train]), jnp.asarray(dataset.ys[dataset.train]), *args
     )
@@ -369,7 +433,10 @@ def _final_losses(params_batch, dataset, n_obs, extra_species, scale, floor, max
     return np.asarray(train), np.asarray(val), np.asarray(penalty)
 
 
-def _progress(total: int, enabled: bool, desc: str):
+def _progress(total: int, enabled: bool | None, desc: str):
     from tqdm.auto import tqdm
+
+    if enabled is None:
+        enabled = os.environ.get("CRNN_PROGRESS", "1") != "0"
 
     return tqdm(total=total, disable=not enabled, desc=desc, unit="epoch", leave=False)

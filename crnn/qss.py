@@ -1,0 +1,105 @@
+"""Quasi-steady-state (QSS) hidden species: the fast, massless-intermediate limit taken analytically.
+
+A CRNN with one hidden species z is read as an elementary mechanism for z:
+the reactions that make z (`w_out[j, z] > 0`) do not depend on it, and the
+reactions that consume it (`w_out[c, z] < 0`) are first order in it. Its balance
+
+    dz/dt = P(y) - z * sum_c a_c(y),   P = sum_{j makes z} w_out[j, z] r_j(y),
+                                       a_c = -w_out[c, z] k_c prod_i y_i^{w_in[c, i]}
+
+is linear in z. In the QSS limit z sits at its root z* = P / sum_c a_c at all
+times and holds no mass; the observed species follow
+`dy/dt = sum_j w_out[j, obs] r_j(y, z*)`. The flux that enters z leaves it
+split among the consuming reactions in proportion to a_c: for the
+pre-equilibrium mechanism 2A <=> Z (k1, k-1), Z + A -> B (k2) this gives
+
+    dB/dt = k1 A^2 * k2 A / (k-1 + k2 A),   dA/dt = -3 dB/dt,
+
+the third-order law with rate k1 k2 / k-1 once k2 A << k-1, at finite rate
+constants and with no stiff time scale left to integrate: the limit of the
+stiffness chapter, taken analytically. This is the quasi-steady-state
+approximation that the CRNN authors and Stiff-PINN (Ji et al. 2021) use for
+stiff species.
+
+Because z is never observed and holds no mass, its unit is arbitrary: scaling
+z by c scales its stoichiometric coefficients by 1/c and the rate constants of
+the reactions that consume it by c, and changes nothing observable.
+`normalize_hidden` picks the unit in which the largest coefficient of z is 1.
+"""
+
+from __future__ import annotations
+
+import jax.numpy as jnp
+import numpy as np
+
+from .mechanism import Mechanism
+
+__all__ = ["normalize_hidden", "qss_concentration", "qss_orders", "qss_rates", "qss_rhs"]
+
+
+def qss_orders(w_in, w_out, hidden: int = -1):
+    """The orders of a QSS model: as `w_in`, but first order in z where z is consumed, zero elsewhere."""
+    consumed = (w_out[..., hidden] < 0).astype(w_in.dtype)
+    return w_in.at[..., hidden].set(consumed) if hasattr(w_in, "at") else _np_set(w_in, hidden, consumed)
+
+
+def _np_set(w_in, hidden, values):
+    out = np.array(w_in, dtype=float, copy=True)
+    out[..., hidden] = values
+    return out
+
+
+def qss_concentration(y_obs, w_in, ln_k, w_out, floor: float = 1e-5, leak: float = 1e-8):
+    """z* = P / (sum_c a_c + leak) for the single hidden species (the last column).
+
+    **Arguments:**
+
+    - `y_obs`: (n_observed,) observed concentrations.
+    - `w_in`, `ln_k`, `w_out`: CRNN weights over the observed species plus one hidden species.
+    - `floor`: concentration floor of the rate law for the observed species.
+    - `leak`: a small first-order loss of z that keeps z* finite when no reaction consumes it.
+    """
+    n_obs = y_obs.shape[0]
+    log_y = jnp.log(jnp.maximum(y_obs, floor))
+    base = jnp.exp(ln_k + jnp.sum(w_in[:, :n_obs] * log_y, axis=-1))  # rates without the z factor
+    s = w_out[:, n_obs]
+    production = jnp.sum(jnp.where(s > 0, s, 0.0) * base)
+    consumption = jnp.sum(jnp.where(s < 0, -s, 0.0) * base)
+    return production / (consumption + leak)
+
+
+def qss_rates(y_obs, w_in, ln_k, w_out, floor: float = 1e-5):
+    """Reaction rates with the hidden species at its QSS value; returns `(rates, z*)`."""
+    n_obs = y_obs.shape[0]
+    z = qss_concentration(y_obs, w_in, ln_k, w_out, floor)
+    log_y = jnp.log(jnp.maximum(y_obs, floor))
+    base = jnp.exp(ln_k + jnp.sum(w_in[:, :n_obs] * log_y, axis=-1))
+    rates = jnp.where(w_out[:, n_obs] < 0, base * z, base)
+    return rates, z
+
+
+def qss_rhs(y_obs, w_in, ln_k, w_out, floor: float = 1e-5):
+    """`dy_obs/dt` with the single hidden species (last column) eliminated by QSS."""
+    rates, _ = qss_rates(y_obs, w_in, ln_k, w_out, floor)
+    n_obs = y_obs.shape[0]
+    return jnp.sum(rates[:, None] * w_out[:, :n_obs], axis=0)
+
+
+def normalize_hidden(mechanism: Mechanism, hidden: str) -> Mechanism:
+    """The same QSS model in the unit of `hidden` where its largest |coefficient| is 1.
+
+    Coefficients of `hidden` are divided by c = max |w_out[:, hidden]|, the rate
+    constants of the reactions that consume it multiplied by c, and its orders
+    set to the QSS orders (1 where consumed). Observable behaviour is unchanged.
+    """
+    w_in, ln_k, w_out = mechanism.to_weights()
+    h = mechanism.species.index(hidden)
+    c = np.max(np.abs(w_out[:, h]))
+    if c == 0:
+        return mechanism
+    consumed = w_out[:, h] < 0
+    w_out = w_out.copy()
+    w_out[:, h] /= c
+    ln_k = ln_k + np.where(consumed, np.log(c), 0.0)
+    w_in = _np_set(w_in, h, consumed.astype(float))
+    return Mechanism.from_weights(list(mechanism.species), w_in, ln_k, w_out)
