@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-$(shell cksum pyproject.toml | cut -d' ' -f1)
 JOBS ?= 2
 
-.PHONY: env test test-fast book runs runs-quick html lint bench clean
+.PHONY: env test test-fast book lint bench clean
 
 env: $(STAMP)
 
@@ -32,8 +32,10 @@ lint: env
 	$(BIN)/ruff check crnn tests bench
 	$(BIN)/ruff format --check crnn tests bench
 
+# Training speed, with the PyTorch + torchdiffeq baseline side by side (installs the bench extra).
 bench: env
-	$(BIN)/python bench/train_speed.py
+	$(BIN)/python -m pip install --quiet -e ".[dev,bench]"
+	$(BIN)/python bench/train_speed.py --torch
 
 clean:
 	rm -rf book/_build book/runs .pytest_cache

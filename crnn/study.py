@@ -338,13 +338,14 @@ class Results:
     def __getitem__(self, key):
         return self.data[key]
 
-    def glue(self, name: str, value, display: bool = False):
+    def glue(self, name: str, value, display: bool = False) -> None:
+        """Store `value` (figures are not stored) and glue it under `name`; returns None so
+        that a glue at the end of a cell prints nothing."""
         from myst_nb import glue
 
-        if not hasattr(value, "savefig"):  # figures are glued, not stored
+        if not hasattr(value, "savefig"):
             self.data[name] = value
         glue(name, value, display=display)
-        return value
 
     def save(self) -> Path:
         self.path.parent.mkdir(parents=True, exist_ok=True)
