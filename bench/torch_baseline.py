@@ -18,6 +18,7 @@ import torch
 from torchdiffeq import odeint
 
 import crnn
+from crnn.report import match_reactions
 
 
 def main():
@@ -65,7 +66,7 @@ def main():
     learned = crnn.Mechanism.from_weights(
         truth.species, np.clip(-w_out.detach().numpy(), 0, 2.5), ln_k.detach().numpy(), w_out.detach().numpy(), tol=0.01
     )
-    matches = crnn.report.match_reactions(truth, learned)
+    matches = match_reactions(truth, learned)
     print(
         json.dumps(
             {
