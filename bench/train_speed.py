@@ -109,7 +109,7 @@ def main():
             sys.executable,
             os.path.join(os.path.dirname(__file__), "torch_baseline.py"),
             "--epochs",
-            "100" if args.quick else "300",
+            "100" if args.quick else "1500",
         ]
         out = subprocess.run(cmd, capture_output=True, text=True, check=True).stdout.strip().splitlines()[-1]
         report["torch"] = json.loads(out)
