@@ -13,7 +13,7 @@ $(STAMP): pyproject.toml
 	rm -f $(VENV)/.installed-*
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -e ".[dev]"
+	$(BIN)/python -m pip install --quiet -e ".[dev,sindy]"
 	touch $@
 
 # The whole test suite: package numerics, training, notebooks in quick mode, the book build.
@@ -34,7 +34,7 @@ lint: env
 
 # Training speed, with the PyTorch + torchdiffeq baseline side by side (installs the bench extra).
 bench: env
-	$(BIN)/python -m pip install --quiet -e ".[dev,bench]"
+	$(BIN)/python -m pip install --quiet -e ".[dev,sindy,bench]"
 	$(BIN)/python bench/train_speed.py --torch
 
 clean:

@@ -57,16 +57,40 @@ class CRNN(eqx.Module):
     - `ln_k`: (n_reactions,) log rate constants (the seed's `w_b`).
     - `w_in_free`: (n_reactions, n_species) orders, or `None` when tied.
     - `max_order_per_species`: the clip of `w_in` (2.5 in the reference).
+    - `ln_k_reverse`: (n_reactions,) log rate constants of the reverse
+      directions, or `None`. A reversible CRNN runs every reaction both ways:
+      reaction j forwards with `ln_k[j]` and backwards (stoichiometry
+      `-w_out[j]`, orders tied to its own reactant side, i.e. the products of j)
+      with `ln_k_reverse[j]`; `weights()` lists the forward reactions, then the
+      reverse ones.
     """
 
     w_out: jax.Array
     ln_k: jax.Array
     w_in_free: jax.Array | None = None
     max_order_per_species: float = eqx.field(static=True, default=2.5)
+    ln_k_reverse: jax.Array | None = None
 
     @property
     def tied(self) -> bool:
         return self.w_in_free is None
+
+    @property
+    def reversible(self) -> bool:
+        return self.ln_k_reverse is not None
+
+    @property
+    def w_out_all(self) -> jax.Array:
+        """Net stoichiometry of all reactions: the forward ones, then (if reversible) the reverse ones."""
+        if self.ln_k_reverse is None:
+            return self.w_out
+        return jnp.concatenate([self.w_out, -self.w_out], axis=-2)
+
+    @property
+    def ln_k_all(self) -> jax.Array:
+        if self.ln_k_reverse is None:
+            return self.ln_k
+        return jnp.concatenate([self.ln_k, self.ln_k_reverse], axis=-1)
 
     @property
     def n_reactions(self) -> int:
@@ -78,12 +102,12 @@ class CRNN(eqx.Module):
 
     @property
     def w_in(self) -> jax.Array:
-        source = -self.w_out if self.w_in_free is None else self.w_in_free
+        source = -self.w_out_all if self.w_in_free is None else self.w_in_free
         return jnp.clip(source, 0.0, self.max_order_per_species)
 
     def weights(self):
-        """`(w_in, ln_k, w_out)`, rows reactions, columns species."""
-        return self.w_in, self.ln_k, self.w_out
+        """`(w_in, ln_k, w_out)`, rows reactions (reverse directions after the forward ones), columns species."""
+        return self.w_in, self.ln_k_all, self.w_out_all
 
     @classmethod
     def init(
@@ -96,20 +120,26 @@ class CRNN(eqx.Module):
         weight_scale: float = 0.1,
         ln_k_range: tuple[float, float] = (-8.0, -6.0),
         max_order_per_species: float = 2.5,
+        reversible: bool = False,
     ) -> CRNN:
         """Random initial parameters.
 
-        `w_out ~ N(0, weight_scale^2)`, `ln_k ~ U(ln_k_range)`; untied orders
-        start at `clip(-w_out, 0)` plus `|N(0, weight_scale^2)|`.
+        `w_out ~ N(0, weight_scale^2)`, `ln_k ~ U(ln_k_range)` (and so the reverse
+        rates of a reversible CRNN); untied orders start at `clip(-w_out, 0)` plus
+        `|N(0, weight_scale^2)|`.
         """
+        if reversible and not tied:
+            raise ValueError("a reversible CRNN needs tied orders")
         k1, k2, k3 = jax.random.split(key, 3)
+        k4 = jax.random.fold_in(key, 4)  # reverse rates; leaves the draws of irreversible CRNNs unchanged
         w_out = weight_scale * jax.random.normal(k1, (n_reactions, n_species))
         lo, hi = ln_k_range
         ln_k = jax.random.uniform(k2, (n_reactions,), minval=lo, maxval=hi)
         w_in_free = None
         if not tied:
             w_in_free = jnp.clip(-w_out, 0.0) + jnp.abs(weight_scale * jax.random.normal(k3, (n_reactions, n_species)))
-        return cls(w_out, ln_k, w_in_free, max_order_per_species)
+        ln_k_reverse = jax.random.uniform(k4, (n_reactions,), minval=lo, maxval=hi) if reversible else None
+        return cls(w_out, ln_k, w_in_free, max_order_per_species, ln_k_reverse)
 
     @classmethod
     def from_mechanism(cls, mechanism: Mechanism, *, tied: bool | None = None, max_order_per_species: float = 2.5) -> CRNN:
@@ -126,9 +156,15 @@ class CRNN(eqx.Module):
             raise ValueError("mechanism orders differ from its reactant coefficients; use tied=False")
         return cls(w_out, ln_k, None if tied else w_in, max_order_per_species)
 
-    def mechanism(self, species, threshold: float = 0.0) -> Mechanism:
-        """The mechanism of these weights, entries with |w| < `threshold` set to zero."""
+    def mechanism(self, species, threshold: float = 0.0, keep=None) -> Mechanism:
+        """The mechanism of these weights, entries with |w| < `threshold` set to zero.
+
+        `keep`, booleans over the reactions of `weights()`, drops the others.
+        """
         w_in, ln_k, w_out = (np.asarray(a, dtype=float) for a in self.weights())
+        if keep is not None:
+            keep = np.asarray(keep, dtype=bool)
+            w_in, ln_k, w_out = w_in[keep], ln_k[keep], w_out[keep]
         w_out = np.where(np.abs(w_out) < threshold, 0.0, w_out)
         if self.tied:
             w_in = np.clip(-w_out, 0.0, self.max_order_per_species)

@@ -89,17 +89,20 @@ def normalize_hidden(mechanism: Mechanism, hidden: str) -> Mechanism:
     """The same QSS model in the unit of `hidden` where its largest |coefficient| is 1.
 
     Coefficients of `hidden` are divided by c = max |w_out[:, hidden]|, the rate
-    constants of the reactions that consume it multiplied by c, and its orders
-    set to the QSS orders (1 where consumed). Observable behaviour is unchanged.
+    constants of the reactions that are first order in it (those that consume it,
+    and those with a positive order in it already) multiplied by c, and its
+    orders set to 1 there, 0 elsewhere. Observable behaviour is unchanged.
     """
     w_in, ln_k, w_out = mechanism.to_weights()
     h = mechanism.species.index(hidden)
     c = np.max(np.abs(w_out[:, h]))
     if c == 0:
         return mechanism
-    consumed = w_out[:, h] < 0
+    # first order in the hidden species where it is consumed, or where the mechanism already says so
+    # (a coefficient pruned to zero: the species then acts as a catalyst)
+    first_order = (w_out[:, h] < 0) | (w_in[:, h] > 0)
     w_out = w_out.copy()
     w_out[:, h] /= c
-    ln_k = ln_k + np.where(consumed, np.log(c), 0.0)
-    w_in = _np_set(w_in, h, consumed.astype(float))
+    ln_k = ln_k + np.where(first_order, np.log(c), 0.0)
+    w_in = _np_set(w_in, h, first_order.astype(float))
     return Mechanism.from_weights(list(mechanism.species), w_in, ln_k, w_out)

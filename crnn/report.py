@@ -19,6 +19,7 @@ __all__ = [
     "mechanism_table",
     "plot_fit",
     "plot_loss_history",
+    "preequilibrium_check",
     "recovered",
     "start_statistics",
     "weight_tables",
@@ -257,4 +258,83 @@ def start_statistics(result, threshold: float = 0.01, templates: dict[str, str] 
             row.update(found)
             row["all templates"] = all(found.values())
         rows.append(row)
+    return pd.DataFrame(rows)
+
+
+def preequilibrium_check(
+    result,
+    dataset,
+    truth: Mechanism,
+    forward: str,
+    reverse: str,
+    product_step: str,
+    true_validation_loss: float,
+    partner: str = "A",
+    threshold: float = 0.01,
+    flux_rel: float = 1e-3,
+    loss_factor: float = 1.1,
+    rate_tol: float = 0.05,
+    structure_tol: float = 0.15,
+) -> pd.DataFrame:
+    """Per random start: does the learned mechanism split the third-order law as the pre-equilibrium does?
+
+    For each start, reactions whose largest rate along the model's trajectories
+    is below `flux_rel` times the largest are dropped (`FitResult.fluxes`), the
+    rest pruned at `threshold`. Columns: `validation loss`, `loss ratio` (to
+    `true_validation_loss`), `max total order`, one column per step (found
+    within `structure_tol`), `structure`, `effective rate` (k_forward k_product /
+    k_reverse, the limit), `QSS effective rate` (the third-order coefficient that
+    best fits the learned rate law k_f k_p x / (k_r + k_p x) along the training
+    data, x the `partner` of the product step), their errors, and `success`: loss
+    ratio <= `loss_factor`, every reaction at most bimolecular (total order <=
+    2.05), the structure found and either effective rate within `rate_tol`.
+    """
+    (true_reaction,) = truth.reactions
+    k_true, order = true_reaction.rate, true_reaction.reaction_orders
+    rows = []
+    steps = {"forward": forward, "reverse": reverse, "product step": product_step}
+    for s in range(result.n_starts):
+        fl = result.fluxes(dataset, s)
+        keep = fl >= flux_rel * np.max(fl) if np.all(np.isfinite(fl)) else np.ones_like(fl, dtype=bool)
+        m = result.mechanism(threshold, start=s, keep=keep)
+        found = {label: find_reaction(m, eq, structure_tol) for label, eq in steps.items()}
+        structure = all(i is not None for i in found.values())
+        rates = m.rates
+        k_eff = rates[found["forward"]] * rates[found["product step"]] / rates[found["reverse"]] if structure else np.nan
+        k_qss = np.nan
+        if structure:
+            # QSS equivalent: the least-squares coefficient k of rate ~ k * monomial (the truth's rate law)
+            # fitted to the learned rate law * monomial along the training data.
+            states = dataset.ys[dataset.train].reshape(-1, len(dataset.species))
+            x = states[:, dataset.species.index(partner)]
+            monomial = np.prod([states[:, dataset.species.index(sp)] ** o for sp, o in order.items()], axis=0)
+            kf, kr, kp = rates[found["forward"]], rates[found["reverse"]], rates[found["product step"]]
+            law = kf * kp / (kr + kp * x)  # the learned rate is law * monomial
+            k_qss = float(np.sum(law * monomial**2) / np.sum(monomial**2))
+        max_order = max((r.total_order for r in m.reactions), default=np.nan)
+        hidden = result.species[-1]
+        catalysed = any(r.reaction_orders.get(hidden, 0) > 0 and hidden not in r.reactants for r in m.reactions)
+        val = float(result.final_validation_loss[s])
+        ratio = val / true_validation_loss if true_validation_loss > 0 else np.inf
+        rate_error = abs(k_eff / k_true - 1) if structure else np.nan
+        qss_error = abs(k_qss / k_true - 1) if structure else np.nan
+        rows.append(
+            {
+                "start": s,
+                "validation loss": val,
+                "loss ratio": ratio,
+                "max total order": max_order,
+                **{label: i is not None for label, i in found.items()},
+                "structure": structure,
+                "effective rate": k_eff,
+                "rate error": rate_error,
+                "QSS effective rate": k_qss,
+                "QSS rate error": qss_error,
+                "success": bool(
+                    ratio <= loss_factor and max_order <= 2.05 and structure and min(rate_error, qss_error) <= rate_tol
+                ),
+                "reactions kept": int(keep.sum()),
+                "catalysed by the hidden species": catalysed,
+            }
+        )
     return pd.DataFrame(rows)

@@ -154,21 +154,55 @@ class FitResult:
         ys = simulate(params, full, ts, config=dataclasses.replace(_ACCURATE, floor=self.config["floor"]))
         return np.asarray(ys)[..., : self.n_observed]
 
+    def fluxes(self, dataset, start: int | None = None, train_only: bool = True) -> np.ndarray:
+        """Largest rate of every reaction (in `weights()` order) along the model's own trajectories.
+
+        Rates are evaluated on the predicted states of the dataset's training
+        experiments (all experiments with `train_only=False`); with a QSS hidden
+        species at its quasi-steady state. Useful to drop reactions that carry
+        no flux before reading a mechanism.
+        """
+        from .model import mass_action_rates
+        from .qss import qss_rates
+
+        params = self.params if start is None else self.start(start)
+        rows = dataset.train if train_only else np.ones(dataset.n_experiments, bool)
+        ys = self.predict(dataset.y0[rows], dataset.ts, start=start).reshape(-1, self.n_observed)
+        w_in, ln_k, w_out = params.weights()
+        floor = self.config["floor"]
+        if self.config.get("hidden") == "qss":
+            rates = jax.vmap(lambda y: qss_rates(y, w_in, ln_k, w_out, floor)[0])(jnp.asarray(ys))
+        else:
+            full = jnp.concatenate([jnp.asarray(ys), jnp.zeros((ys.shape[0], len(self.species) - self.n_observed))], axis=1)
+            rates = jax.vmap(lambda y: mass_action_rates(y, w_in, ln_k, floor))(full)
+        return np.asarray(rates).max(axis=0)
+
     def start(self, index: int) -> CRNN:
         """The kept parameters of start `index`."""
         return jax.tree.map(lambda a: a[index], self.all_params)
 
-    def mechanism(self, threshold: float = 0.01, start: int | None = None) -> Mechanism:
+    def mechanism(self, threshold: float = 0.01, start: int | None = None, keep=None) -> Mechanism:
         """The learned mechanism, weights with |w| < `threshold` pruned (as the reference CRNN).
 
+        `keep` (booleans in `weights()` order, e.g. from `fluxes`) drops reactions.
         For a QSS fit the hidden species is first order in the reactions that
         consume it and is reported in the unit where its largest coefficient is 1
         (`crnn.qss.normalize_hidden`).
         """
         params = self.params if start is None else self.start(start)
-        mechanism = params.mechanism(self.species, threshold)
-        if self.config.get("hidden") == "qss":
-            mechanism = normalize_hidden(mechanism, self.species[-1])
+        if self.config.get("hidden") != "qss":
+            return params.mechanism(self.species, threshold, keep=keep)
+        # QSS: a reaction is first order in Z wherever its (unpruned) coefficient of Z is negative, even a
+        # coefficient too small to survive pruning (Z then acts as a catalyst); keep that order explicitly.
+        w_in, ln_k, w_out = (np.asarray(a, dtype=float) for a in params.weights())
+        z_order = (w_out[:, -1] < 0).astype(float)
+        if keep is not None:
+            keep = np.asarray(keep, dtype=bool)
+            w_in, ln_k, w_out, z_order = w_in[keep], ln_k[keep], w_out[keep], z_order[keep]
+        w_out = np.where(np.abs(w_out) < threshold, 0.0, w_out)
+        w_in = np.clip(-w_out, 0.0, params.max_order_per_species)
+        w_in[:, -1] = z_order
+        mechanism = normalize_hidden(Mechanism.from_weights(list(self.species), w_in, ln_k, w_out), self.species[-1])
         return mechanism
 
     def table(self, threshold: float = 0.01, start: int | None = None):
@@ -180,7 +214,7 @@ class FitResult:
 
 def _loss_terms(predict, params, y0, data, scale, max_order, hidden="dynamic"):
     pred, ok = predict(params, y0)
-    w_in = qss_orders(params.w_in, params.w_out) if hidden == "qss" else params.w_in
+    w_in = qss_orders(params.w_in, params.w_out_all) if hidden == "qss" else params.w_in
     return data_loss(pred, data, scale), order_penalty(w_in, max_order), ok
 
 
@@ -191,6 +225,7 @@ def fit(
     order_penalty: float = 1.0,
     *,
     hidden: str = "dynamic",
+    reversible: bool = False,
     epochs: int = 30_000,
     lr: float = 1e-2,
     lr_final: float = 1e-4,
@@ -233,6 +268,8 @@ def fit(
     - `hidden`: `"dynamic"` (hidden species are integrated like the others) or
       `"qss"` (the one hidden species sits at its quasi-steady state and holds
       no mass: the fast-intermediate limit taken analytically, see `crnn.qss`).
+    - `reversible`: every reaction also runs backwards, with a rate constant of
+      its own (`CRNN.ln_k_reverse`); `n_reactions` counts reaction pairs.
     - `tied`: `w_in = clip(-w_out, 0, max_order_per_species)` as the reference; else free orders.
     - `weight_scale`, `ln_k_range`: the random initialisation (see `CRNN.init`).
     - `integrator`: `"rk4"` (fixed steps on the data grid, `substeps` per interval)
@@ -289,6 +326,7 @@ def fit(
                 weight_scale=weight_scale,
                 ln_k_range=ln_k_range,
                 max_order_per_species=max_order_per_species,
+                reversible=reversible,
             )
         )(keys)
 

@@ -33,6 +33,10 @@ def test_every_run_executes_in_quick_mode(quick_study):
     case4 = json.loads((results / "case4-stiffness.json").read_text())
     assert {"seed_cut", "exact_limit", "slopes", "optimiser_path"} <= set(case4)
     assert len(case4["seed_cut"]) >= 3 and all("stiffness ratio" in row for row in case4["seed_cut"])
+    case5 = json.loads((results / "case5-3A.json").read_text())
+    assert {"per_start", "summary", "oracle", "case5_successes"} <= set(case5)
+    sindy = json.loads((results / "sindy.json").read_text())
+    assert len(sindy["comparison"]) == 4
 
 
 @pytest.mark.slow

@@ -64,3 +64,11 @@ def test_fit_with_a_qss_species():
             assert r.reaction_orders["Z"] == 1.0
     with pytest.raises(ValueError, match="exactly one extra species"):
         fit(data, 3, extra_species=2, hidden="qss", epochs=1, progress=False)
+
+
+def test_normalizing_keeps_a_catalytic_order():
+    # A + Z -> B with the Z coefficient pruned away: still first order in Z (a catalyst)
+    m = Mechanism.parse("2A -> 2Z ; 1\n2Z -> 2A ; 5\nA -> B ; 0.3 ; order A=1 Z=1", species=["A", "B", "Z"])
+    n = normalize_hidden(m, "Z")
+    assert [r.reaction_orders.get("Z", 0) for r in n.reactions] == [0, 1, 1]
+    assert n.reactions[2].rate == pytest.approx(0.6)  # rate constant scaled with the unit of Z
