@@ -37,16 +37,29 @@ from .mechanism import Mechanism
 __all__ = ["normalize_hidden", "qss_concentration", "qss_orders", "qss_rates", "qss_rhs"]
 
 
-def qss_orders(w_in, w_out, hidden: int = -1):
-    """The orders of a QSS model: as `w_in`, but first order in z where z is consumed, zero elsewhere."""
-    consumed = (w_out[..., hidden] < 0).astype(w_in.dtype)
-    return w_in.at[..., hidden].set(consumed) if hasattr(w_in, "at") else _np_set(w_in, hidden, consumed)
+def qss_orders(w_in, w_out):
+    """The orders of a QSS model: as `w_in`, but first order in z (the last column) where z is consumed, zero elsewhere."""
+    w_in = jnp.asarray(w_in)
+    return w_in.at[..., -1].set((jnp.asarray(w_out)[..., -1] < 0).astype(w_in.dtype))
 
 
 def _np_set(w_in, hidden, values):
     out = np.array(w_in, dtype=float, copy=True)
     out[..., hidden] = values
     return out
+
+
+def _rates_without_z(y_obs, w_in, ln_k, floor):
+    """Rate of every reaction without its factor z: `k_j prod_{i obs} y_i^{w_in[j, i]}`."""
+    n_obs = y_obs.shape[0]
+    log_y = jnp.log(jnp.maximum(y_obs, floor))
+    return jnp.exp(ln_k + jnp.sum(w_in[:, :n_obs] * log_y, axis=-1))
+
+
+def _z_star(base, s, leak):
+    production = jnp.sum(jnp.where(s > 0, s, 0.0) * base)
+    consumption = jnp.sum(jnp.where(s < 0, -s, 0.0) * base)
+    return production / (consumption + leak)
 
 
 def qss_concentration(y_obs, w_in, ln_k, w_out, floor: float = 1e-5, leak: float = 1e-8):
@@ -59,23 +72,15 @@ def qss_concentration(y_obs, w_in, ln_k, w_out, floor: float = 1e-5, leak: float
     - `floor`: concentration floor of the rate law for the observed species.
     - `leak`: a small first-order loss of z that keeps z* finite when no reaction consumes it.
     """
-    n_obs = y_obs.shape[0]
-    log_y = jnp.log(jnp.maximum(y_obs, floor))
-    base = jnp.exp(ln_k + jnp.sum(w_in[:, :n_obs] * log_y, axis=-1))  # rates without the z factor
-    s = w_out[:, n_obs]
-    production = jnp.sum(jnp.where(s > 0, s, 0.0) * base)
-    consumption = jnp.sum(jnp.where(s < 0, -s, 0.0) * base)
-    return production / (consumption + leak)
+    return _z_star(_rates_without_z(y_obs, w_in, ln_k, floor), w_out[:, y_obs.shape[0]], leak)
 
 
-def qss_rates(y_obs, w_in, ln_k, w_out, floor: float = 1e-5):
+def qss_rates(y_obs, w_in, ln_k, w_out, floor: float = 1e-5, leak: float = 1e-8):
     """Reaction rates with the hidden species at its QSS value; returns `(rates, z*)`."""
-    n_obs = y_obs.shape[0]
-    z = qss_concentration(y_obs, w_in, ln_k, w_out, floor)
-    log_y = jnp.log(jnp.maximum(y_obs, floor))
-    base = jnp.exp(ln_k + jnp.sum(w_in[:, :n_obs] * log_y, axis=-1))
-    rates = jnp.where(w_out[:, n_obs] < 0, base * z, base)
-    return rates, z
+    base = _rates_without_z(y_obs, w_in, ln_k, floor)  # computed once: this is the training hot path
+    s = w_out[:, y_obs.shape[0]]
+    z = _z_star(base, s, leak)
+    return jnp.where(s < 0, base * z, base), z
 
 
 def qss_rhs(y_obs, w_in, ln_k, w_out, floor: float = 1e-5):

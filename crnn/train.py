@@ -17,9 +17,9 @@ from .data import Dataset
 from .integrate import rk4_solve
 from .loss import data_loss, order_penalty
 from .mechanism import Mechanism
-from .model import CRNN, mass_action_rhs
-from .qss import normalize_hidden, qss_orders, qss_rhs
-from .simulate import SolverConfig, solve
+from .model import CRNN, mass_action_rates, mass_action_rhs
+from .qss import normalize_hidden, qss_orders, qss_rates, qss_rhs
+from .simulate import SolverConfig, simulate, solve
 
 __all__ = ["FitResult", "fit", "hidden_species_names", "make_predictor"]
 
@@ -140,8 +140,6 @@ class FitResult:
         Hidden species start at 0; the solve is adaptive (Kvaerno5) with the
         training's concentration floor. `y0` is (n_observed,) or (n_experiments, n_observed).
         """
-        from .simulate import simulate
-
         params = self.params if start is None else self.start(start)
         y0 = np.atleast_2d(np.asarray(y0, dtype=float))
         if self.config.get("hidden") == "qss":
@@ -162,9 +160,6 @@ class FitResult:
         species at its quasi-steady state. Useful to drop reactions that carry
         no flux before reading a mechanism.
         """
-        from .model import mass_action_rates
-        from .qss import qss_rates
-
         params = self.params if start is None else self.start(start)
         rows = dataset.train if train_only else np.ones(dataset.n_experiments, bool)
         ys = self.predict(dataset.y0[rows], dataset.ts, start=start).reshape(-1, self.n_observed)
@@ -202,8 +197,7 @@ class FitResult:
         w_out = np.where(np.abs(w_out) < threshold, 0.0, w_out)
         w_in = np.clip(-w_out, 0.0, params.max_order_per_species)
         w_in[:, -1] = z_order
-        mechanism = normalize_hidden(Mechanism.from_weights(list(self.species), w_in, ln_k, w_out), self.species[-1])
-        return mechanism
+        return normalize_hidden(Mechanism.from_weights(list(self.species), w_in, ln_k, w_out), self.species[-1])
 
     def table(self, threshold: float = 0.01, start: int | None = None):
         """A pandas DataFrame, one row per learned reaction: equation, rate, orders, total order."""
