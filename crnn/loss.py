@@ -5,7 +5,7 @@ from __future__ import annotations
 import jax
 import jax.numpy as jnp
 
-__all__ = ["data_loss", "order_penalty"]
+__all__ = ["data_loss", "order_excess"]
 
 
 def data_loss(pred, data, scale):
@@ -21,9 +21,11 @@ def data_loss(pred, data, scale):
     return jnp.sum(jnp.mean(jnp.abs(pred - data), axis=(0, 1)) / scale)
 
 
-def order_penalty(w_in, max_order: float = 2.0):
-    """`sum_j relu(sum_i w_in[j, i] - max_order)`: total reaction order above `max_order`.
+def order_excess(w_in, max_total_order: float = 2.0):
+    """`sum_j relu(sum_i w_in[j, i] - max_total_order)`: total reaction order above `max_total_order`.
 
-    Zero for a mechanism of uni- and bimolecular reactions (with `max_order=2`).
+    The unweighted term of the seed's order penalty ("Relu((n_A + n_B + n_C + n_D) - 2)");
+    `crnn.fit` multiplies it by its `order_penalty` weight lambda. Zero for a mechanism of uni-
+    and bimolecular reactions (with `max_total_order=2`).
     """
-    return jnp.sum(jax.nn.relu(jnp.sum(w_in, axis=-1) - max_order))
+    return jnp.sum(jax.nn.relu(jnp.sum(w_in, axis=-1) - max_total_order))

@@ -296,5 +296,20 @@ class Mechanism:
     def format(self, digits: int = 3, rate_digits: int = 3) -> str:
         return "\n".join(r.format(digits, rate_digits) for r in self.reactions)
 
+    def table(self, digits: int = 3):
+        """A pandas DataFrame, one row per reaction: equation, rate, orders and total order."""
+        import pandas as pd
+
+        rows = [
+            {
+                "equation": r.format(digits).split("  k=")[0],
+                "rate": r.rate,
+                "orders": ", ".join(f"{s}:{o:.{digits}f}" for s, o in r.reaction_orders.items()),
+                "total order": r.total_order,
+            }
+            for r in self.reactions
+        ]
+        return pd.DataFrame(rows, columns=["equation", "rate", "orders", "total order"])
+
     def __str__(self) -> str:
         return self.format()

@@ -47,7 +47,7 @@ class CRNN(eqx.Module):
     """CRNN parameters `(w_in, ln_k, w_out)` as a pytree.
 
     In the tied variant (the reference CRNN) the orders are not free parameters:
-    `w_in = clip(-w_out, 0, max_order_per_species)`. In the untied variant
+    `w_in = clip(-w_out, 0, species_order_clip)`. In the untied variant
     `w_in` is a parameter of its own (clipped to the same range), so reaction
     orders may differ from the reactant stoichiometry.
 
@@ -56,7 +56,7 @@ class CRNN(eqx.Module):
     - `w_out`: (n_reactions, n_species) net stoichiometry.
     - `ln_k`: (n_reactions,) log rate constants (the seed's `w_b`).
     - `w_in_free`: (n_reactions, n_species) orders, or `None` when tied.
-    - `max_order_per_species`: the clip of `w_in` (2.5 in the reference).
+    - `species_order_clip`: the clip of `w_in` (2.5 in the reference).
     - `ln_k_reverse`: (n_reactions,) log rate constants of the reverse
       directions, or `None`. A reversible CRNN runs every reaction both ways:
       reaction j forwards with `ln_k[j]` and backwards (stoichiometry
@@ -68,7 +68,7 @@ class CRNN(eqx.Module):
     w_out: jax.Array
     ln_k: jax.Array
     w_in_free: jax.Array | None = None
-    max_order_per_species: float = eqx.field(static=True, default=2.5)
+    species_order_clip: float = eqx.field(static=True, default=2.5)
     ln_k_reverse: jax.Array | None = None
 
     @property
@@ -103,7 +103,7 @@ class CRNN(eqx.Module):
     @property
     def w_in(self) -> jax.Array:
         source = -self.w_out_all if self.w_in_free is None else self.w_in_free
-        return jnp.clip(source, 0.0, self.max_order_per_species)
+        return jnp.clip(source, 0.0, self.species_order_clip)
 
     def weights(self):
         """`(w_in, ln_k, w_out)`, rows reactions (reverse directions after the forward ones), columns species."""
@@ -119,7 +119,7 @@ class CRNN(eqx.Module):
         tied: bool = True,
         weight_scale: float = 0.1,
         ln_k_range: tuple[float, float] = (-8.0, -6.0),
-        max_order_per_species: float = 2.5,
+        species_order_clip: float = 2.5,
         reversible: bool = False,
     ) -> CRNN:
         """Random initial parameters.
@@ -139,22 +139,22 @@ class CRNN(eqx.Module):
         if not tied:
             w_in_free = jnp.clip(-w_out, 0.0) + jnp.abs(weight_scale * jax.random.normal(k3, (n_reactions, n_species)))
         ln_k_reverse = jax.random.uniform(k4, (n_reactions,), minval=lo, maxval=hi) if reversible else None
-        return cls(w_out, ln_k, w_in_free, max_order_per_species, ln_k_reverse)
+        return cls(w_out, ln_k, w_in_free, species_order_clip, ln_k_reverse)
 
     @classmethod
-    def from_mechanism(cls, mechanism: Mechanism, *, tied: bool | None = None, max_order_per_species: float = 2.5) -> CRNN:
+    def from_mechanism(cls, mechanism: Mechanism, *, tied: bool | None = None, species_order_clip: float = 2.5) -> CRNN:
         """The CRNN whose weights are those of `mechanism`.
 
         `tied=None` picks the tied variant when the mechanism's orders are its
         reactant coefficients (and within the clip), the untied one otherwise.
         """
         w_in, ln_k, w_out = (jnp.asarray(a) for a in mechanism.to_weights())
-        tied_possible = bool(np.allclose(np.clip(-np.asarray(w_out), 0, max_order_per_species), np.asarray(w_in)))
+        tied_possible = bool(np.allclose(np.clip(-np.asarray(w_out), 0, species_order_clip), np.asarray(w_in)))
         if tied is None:
             tied = tied_possible
         if tied and not tied_possible:
             raise ValueError("mechanism orders differ from its reactant coefficients; use tied=False")
-        return cls(w_out, ln_k, None if tied else w_in, max_order_per_species)
+        return cls(w_out, ln_k, None if tied else w_in, species_order_clip)
 
     def mechanism(self, species, threshold: float = 0.0, keep=None) -> Mechanism:
         """The mechanism of these weights, entries with |w| < `threshold` set to zero.
@@ -167,7 +167,7 @@ class CRNN(eqx.Module):
             w_in, ln_k, w_out = w_in[keep], ln_k[keep], w_out[keep]
         w_out = np.where(np.abs(w_out) < threshold, 0.0, w_out)
         if self.tied:
-            w_in = np.clip(-w_out, 0.0, self.max_order_per_species)
+            w_in = np.clip(-w_out, 0.0, self.species_order_clip)
         else:
             w_in = np.where(np.abs(w_in) < threshold, 0.0, w_in)
         return Mechanism.from_weights(list(species), w_in, ln_k, w_out)

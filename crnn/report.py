@@ -23,6 +23,7 @@ __all__ = [
     "recovered",
     "start_statistics",
     "weight_tables",
+    "wilson_interval",
 ]
 
 
@@ -31,19 +32,8 @@ def _equation(reaction: Reaction, digits: int = 3) -> str:
 
 
 def mechanism_table(mechanism: Mechanism, digits: int = 3) -> pd.DataFrame:
-    """One row per reaction: equation, rate, orders and total order."""
-    rows = []
-    for r in mechanism.reactions:
-        orders = r.reaction_orders
-        rows.append(
-            {
-                "equation": _equation(r, digits),
-                "rate": r.rate,
-                "orders": ", ".join(f"{s}:{o:.{digits}f}" for s, o in orders.items()),
-                "total order": r.total_order,
-            }
-        )
-    return pd.DataFrame(rows, columns=["equation", "rate", "orders", "total order"])
+    """One row per reaction: equation, rate, orders and total order (`Mechanism.table`)."""
+    return mechanism.table(digits)
 
 
 def weight_tables(mechanism: Mechanism, digits: int = 3) -> dict[str, pd.DataFrame]:
@@ -338,3 +328,22 @@ def preequilibrium_check(
             }
         )
     return pd.DataFrame(rows)
+
+
+def wilson_interval(successes: int, trials: int, confidence: float = 0.95) -> tuple[float, float]:
+    """The Wilson score interval of a binomial proportion `successes / trials`.
+
+    Reference: E. B. Wilson, "Probable inference, the law of succession, and statistical
+    inference", J. Am. Stat. Assoc. 22, 209 (1927). Returns `(nan, nan)` for no trials.
+    """
+    from scipy.stats import norm
+
+    if trials == 0:
+        return float("nan"), float("nan")
+    if not 0 <= successes <= trials:
+        raise ValueError(f"need 0 <= successes <= trials, got {successes} of {trials}")
+    z = norm.ppf(0.5 + confidence / 2)
+    p = successes / trials
+    centre = (p + z * z / (2 * trials)) / (1 + z * z / trials)
+    half = z * np.sqrt(p * (1 - p) / trials + z * z / (4 * trials * trials)) / (1 + z * z / trials)
+    return float(max(centre - half, 0.0)), float(min(centre + half, 1.0))

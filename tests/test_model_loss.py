@@ -3,7 +3,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from crnn import CRNN, Mechanism, data_loss, order_penalty
+from crnn import CRNN, Mechanism, data_loss, order_excess
 from crnn.model import mass_action_rhs
 
 
@@ -32,7 +32,7 @@ def test_zero_concentration_exact_without_floor(classic):
 
 def test_tied_orders_are_clipped_reactant_side():
     w_out = jnp.array([[-3.0, 0.5, -0.2], [1.0, -1.0, 0.0]])
-    model = CRNN(w_out, jnp.zeros(2), None, max_order_per_species=2.5)
+    model = CRNN(w_out, jnp.zeros(2), None, species_order_clip=2.5)
     np.testing.assert_allclose(np.asarray(model.w_in), [[2.5, 0.0, 0.2], [0.0, 1.0, 0.0]])
 
 
@@ -61,12 +61,12 @@ def test_data_loss_hand_computed():
     assert float(data_loss(pred, data, scale)) == pytest.approx(0.75)
 
 
-def test_order_penalty_hand_computed():
+def test_order_excess_hand_computed():
     w_in = jnp.array([[2.0, 1.0, 0.0], [1.0, 0.5, 0.0], [1.5, 0.5, 0.75]])
     # totals 3, 1.5, 2.75 -> relu(total - 2) = 1, 0, 0.75
-    assert float(order_penalty(w_in)) == pytest.approx(1.75)
-    assert float(order_penalty(w_in, max_order=3.0)) == pytest.approx(0.0)
-    grad = jax.grad(order_penalty)(w_in)
+    assert float(order_excess(w_in)) == pytest.approx(1.75)
+    assert float(order_excess(w_in, max_total_order=3.0)) == pytest.approx(0.0)
+    grad = jax.grad(order_excess)(w_in)
     np.testing.assert_array_equal(np.asarray(grad), [[1, 1, 1], [0, 0, 0], [1, 1, 1]])
 
 

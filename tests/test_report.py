@@ -48,3 +48,13 @@ def test_similarity_order_and_find():
     assert find_reaction(pre, "Z -> 2A") == 1
     assert find_reaction(pre, "Z + A -> B") == 2
     assert find_reaction(pre, "Z + B -> C") is None
+
+
+@pytest.mark.parametrize("k, n", [(0, 10), (5, 10), (10, 10), (3, 32), (31, 32)])
+def test_wilson_interval_matches_scipy(k, n):
+    from scipy.stats import binomtest
+
+    from crnn.report import wilson_interval
+
+    expected = binomtest(k, n).proportion_ci(confidence_level=0.95, method="wilson")
+    assert wilson_interval(k, n) == pytest.approx((expected.low, expected.high), abs=1e-12)
