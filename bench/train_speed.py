@@ -23,6 +23,7 @@ import time
 import jax
 
 import crnn
+import crnn.report
 from crnn.integrate import Rosenbrock
 from crnn.study import load_dataset
 
@@ -56,8 +57,11 @@ def main():
         crnn.Mechanism.parse("2A -> B ; 0.1\nA -> C ; 0.2\nC -> D ; 0.13\nB + D -> E ; 0.3"), reactants=["A", "B"], seed=0
     )
     report["classic"] = setup(classic, 4, epochs)
+    print(json.dumps({"classic": report["classic"]}, default=float), flush=True)
     report["classic_rosenbrock"] = setup(classic, 4, epochs // 4, integrator=Rosenbrock())
+    print(json.dumps({"classic_rosenbrock": report["classic_rosenbrock"]}, default=float), flush=True)
     report["case3_hidden"] = setup(load_dataset("third_order_3A"), 3, epochs // 4, extra_species=1)
+    print(json.dumps({"case3_hidden": report["case3_hidden"]}, default=float), flush=True)
 
     control = load_dataset("two_step_hidden_Z")
     t0 = time.perf_counter()

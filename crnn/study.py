@@ -112,6 +112,18 @@ def cache_key(run: Run, notebooks_dir: Path, quick: bool, package_digest: str, r
     return h.hexdigest()
 
 
+def _hide_injected_parameters(path: Path) -> None:
+    """Tag papermill's injected-parameters cell `remove-cell`: it holds this machine's paths."""
+    import nbformat
+
+    nb = nbformat.read(str(path), as_version=4)
+    for cell in nb.cells:
+        tags = cell.get("metadata", {}).get("tags", [])
+        if "injected-parameters" in tags and "remove-cell" not in tags:
+            cell.metadata["tags"] = [*tags, "remove-cell"]
+    nbformat.write(nb, str(path))
+
+
 def _execute(run: Run, notebooks_dir: Path, runs_dir: Path, results_dir: Path, quick: bool, key: str, log_output: bool) -> dict:
     import papermill as pm
 
@@ -139,6 +151,7 @@ def _execute(run: Run, notebooks_dir: Path, runs_dir: Path, results_dir: Path, q
         ) from None
     except Exception as err:  # kernel died, bad parameters, ...
         raise RunFailed(f"run {run.name!r} failed: notebook {run.notebook}: {type(err).__name__}: {err}") from None
+    _hide_injected_parameters(partial_nb)
     if not partial_json.exists():
         raise RunFailed(f"run {run.name!r}: notebook {run.notebook} wrote no results to results_path")
     results = json.loads(partial_json.read_text())

@@ -278,7 +278,9 @@ def _run_chunk(step, state, length: int):
 
 
 def _progress(total: int, enabled: bool | None, desc: str):
-    from tqdm.auto import tqdm
+    with warnings.catch_warnings():  # tqdm.auto warns (with a machine path) when ipywidgets is missing
+        warnings.simplefilter("ignore")
+        from tqdm.auto import tqdm
 
     if enabled is None:
         enabled = os.environ.get("CRNN_PROGRESS", "1") != "0"
