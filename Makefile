@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-$(shell cksum pyproject.toml | cut -d' ' -f1)
 JOBS ?= 2
 
-.PHONY: env test test-fast book lint bench clean
+.PHONY: env test test-fast book lint bench lab clean
 
 env: $(STAMP)
 
@@ -13,7 +13,7 @@ $(STAMP): pyproject.toml
 	rm -f $(VENV)/.installed-*
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -e ".[dev,sindy]"
+	$(BIN)/python -m pip install --quiet -e ".[dev,sindy,cluster]"
 	touch $@
 
 # The whole test suite: package numerics, training, notebooks in quick mode, the book build.
@@ -34,8 +34,13 @@ lint: env
 
 # Training speed, with the PyTorch + torchdiffeq baseline side by side (installs the bench extra).
 bench: env
-	$(BIN)/python -m pip install --quiet -e ".[dev,sindy,bench]"
+	$(BIN)/python -m pip install --quiet -e ".[dev,sindy,cluster,bench]"
 	$(BIN)/python bench/train_speed.py --torch
 
+# JupyterLab (optional, pinned in the `lab` extra) on the notebooks, with this environment as its kernel.
+lab: env
+	$(BIN)/python -m pip install --quiet -e ".[dev,sindy,cluster,lab]"
+	$(BIN)/jupyter lab --notebook-dir=notebooks
+
 clean:
-	rm -rf book/_build book/runs .pytest_cache
+	rm -rf book/_build book/runs book/reproducibility.md scratch .pytest_cache

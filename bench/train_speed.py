@@ -24,8 +24,8 @@ import jax
 
 import crnn
 import crnn.report
+from crnn import load_dataset
 from crnn.integrate import Rosenbrock
-from crnn.study import load_dataset
 
 
 def speed(ds, n_reactions, n_starts, epochs, **kw):

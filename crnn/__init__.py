@@ -1,18 +1,53 @@
-"""crnn: Chemical Reaction Neural Networks in JAX."""
+"""crnn: Chemical Reaction Neural Networks in JAX.
+
+The public API is what this module exports, plus the namespaces
+
+- `crnn.integrate` (training integrators), `crnn.hidden` (hidden-species handling),
+- `crnn.report` (tables, matching, plots), `crnn.stiffness` (Jacobian spectra, pre-equilibrium
+  limits), `crnn.landscape` (the exhaustive mechanism map),
+- `crnn.results` (what the study's notebooks read and write); `crnn.study` is the command-line
+  runner (`python -m crnn.study`).
+
+Modules whose names start with an underscore are internal (as in diffrax and equinox): their
+contents may change without notice; everything public is re-exported here or in a namespace above.
+"""
 
 import jax as _jax
 
 _jax.config.update("jax_enable_x64", True)
 
-from .data import Dataset as Dataset
-from .data import make_dataset as make_dataset
-from .loss import data_loss as data_loss
-from .loss import order_excess as order_excess
-from .mechanism import Mechanism as Mechanism
-from .mechanism import Reaction as Reaction
-from .model import CRNN as CRNN
-from .simulate import SimulationError as SimulationError
-from .simulate import SolverConfig as SolverConfig
-from .simulate import simulate as simulate
-from .train import FitResult as FitResult
-from .train import fit as fit
+from ._data import Dataset as Dataset
+from ._data import make_dataset as make_dataset
+from ._loss import data_loss as data_loss
+from ._loss import order_excess as order_excess
+from ._mechanism import Mechanism as Mechanism
+from ._mechanism import Reaction as Reaction
+from ._model import CRNN as CRNN
+from ._simulate import SimulationError as SimulationError
+from ._simulate import SolverConfig as SolverConfig
+from ._simulate import simulate as simulate
+from ._train import FitResult as FitResult
+from ._train import fit as fit
+from .results import Results as Results
+from .results import load_dataset as load_dataset
+from .results import load_results as load_results
+from .results import load_seed_reference as load_seed_reference
+
+__all__ = [
+    "CRNN",
+    "Dataset",
+    "FitResult",
+    "Mechanism",
+    "Reaction",
+    "Results",
+    "SimulationError",
+    "SolverConfig",
+    "data_loss",
+    "fit",
+    "load_dataset",
+    "load_results",
+    "load_seed_reference",
+    "make_dataset",
+    "order_excess",
+    "simulate",
+]

@@ -3,7 +3,7 @@
 - `Integrated` (the default): hidden species are species like the others. They start at zero, are
   integrated with the observed ones and left out of the loss.
 - `QuasiSteadyState`: the one hidden species is massless and sits at its quasi-steady state (the
-  fast-intermediate limit taken analytically, see `crnn.qss`); only the observed species are
+  fast-intermediate limit taken analytically, see `crnn._qss`); only the observed species are
   integrated.
 
 Each variant says which vector field is integrated, how initial states are padded, which orders the
@@ -18,10 +18,10 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from .mechanism import Mechanism
-from .model import CRNN, mass_action_rates
-from .qss import normalize_hidden, qss_orders, qss_rates, qss_rhs
-from .rosenbrock import AutodiffField, MassAction
+from ._mechanism import Mechanism
+from ._model import CRNN, mass_action_rates
+from ._qss import normalize_hidden, qss_orders, qss_rates, qss_rhs
+from ._rosenbrock import AutodiffField, MassAction
 
 __all__ = ["HiddenSpecies", "Integrated", "QuasiSteadyState", "as_hidden"]
 

@@ -1,6 +1,6 @@
 """Training integrators: one interface, three variants.
 
-An integrator solves a batch of experiments of one vector field (`crnn.rosenbrock.MassAction`, or
+An integrator solves a batch of experiments of one vector field (`crnn.integrate.MassAction`, or
 `AutodiffField` around any right-hand side) from their initial states, and reports whether every
 value is finite:
 
@@ -24,9 +24,9 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from .model import mass_action_rhs
-from .rosenbrock import TABLEAUS, AutodiffField, MassAction, rosenbrock_solve, step_grid
-from .simulate import SolverConfig, solve
+from ._model import mass_action_rhs
+from ._rosenbrock import TABLEAUS, AutodiffField, MassAction, rosenbrock_solve, step_grid
+from ._simulate import SolverConfig, solve
 
 __all__ = ["RK4", "Adaptive", "AutodiffField", "Integrator", "MassAction", "Rosenbrock", "as_integrator", "rk4_solve"]
 
@@ -47,7 +47,7 @@ class Integrator:
 
 @dataclasses.dataclass(frozen=True)
 class Rosenbrock(Integrator):
-    """Fixed-grid Rosenbrock steps (`crnn.rosenbrock`); L-stable with the default RODAS3 tableau.
+    """Fixed-grid Rosenbrock steps (`crnn._rosenbrock`); L-stable with the default RODAS3 tableau.
 
     **Arguments:**
 
@@ -130,7 +130,7 @@ class RK4(Integrator):
 
 @dataclasses.dataclass(frozen=True)
 class Adaptive(Integrator):
-    """An adaptive diffrax solve (`crnn.simulate.solve`); failures (step budget) give `ok=False`."""
+    """An adaptive diffrax solve (`crnn._simulate.solve`); failures (step budget) give `ok=False`."""
 
     solver: str = "kvaerno5"
     rtol: float = 1e-7

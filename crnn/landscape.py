@@ -30,10 +30,10 @@ import jax.numpy as jnp
 import numpy as np
 import pandas as pd
 
-from .data import Dataset
+from ._data import Dataset
+from ._loss import data_loss
+from ._mechanism import Mechanism, Reaction
 from .integrate import Adaptive, MassAction, Rosenbrock
-from .loss import data_loss
-from .mechanism import Mechanism, Reaction
 
 __all__ = ["Candidate", "RateFit", "enumerate_mechanisms", "fit_rates", "hidden_compositions", "round_mechanism"]
 

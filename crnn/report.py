@@ -7,10 +7,11 @@ import dataclasses
 import numpy as np
 import pandas as pd
 
-from .mechanism import Mechanism, Reaction
+from ._mechanism import Mechanism, Reaction
 
 __all__ = [
     "ReactionMatch",
+    "book_style",
     "comparison_table",
     "effective_order",
     "find_reaction",
@@ -25,6 +26,29 @@ __all__ = [
     "weight_tables",
     "wilson_interval",
 ]
+
+
+def book_style() -> None:
+    """The look of the book's pages: seaborn's "ticks" theme, and tables shown without a
+    meaningless index (a plain 0, 1, 2, ... index is hidden; a named index is kept)."""
+    import seaborn as sns
+
+    sns.set_theme(style="ticks", context="notebook")
+    try:
+        from IPython import get_ipython
+    except ImportError:
+        return
+    shell = get_ipython()
+    if shell is None:
+        return
+
+    def html(df: pd.DataFrame) -> str:
+        styler = df.style.format(precision=4, thousands=None)
+        if isinstance(df.index, pd.RangeIndex):
+            styler = styler.hide(axis="index")
+        return styler.to_html()
+
+    shell.display_formatter.formatters["text/html"].for_type(pd.DataFrame, html)
 
 
 def _equation(reaction: Reaction, digits: int = 3) -> str:

@@ -19,10 +19,10 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from .loss import data_loss
-from .mechanism import Mechanism
-from .model import mass_action_rhs
-from .simulate import SolverConfig, solve, weights_of
+from ._loss import data_loss
+from ._mechanism import Mechanism
+from ._model import mass_action_rhs
+from ._simulate import SolverConfig, solve, weights_of
 
 __all__ = [
     "diagnose",
@@ -121,14 +121,16 @@ def diagnose(
 
     The dataset's species must be among the mechanism's; the others (hidden
     intermediates) start at 0 and are not in the loss. The loss is the scaled
-    MAE of `crnn.loss.data_loss` over the chosen experiments (default: the
+    MAE of `crnn.data_loss` over the chosen experiments (default: the
     training ones).
 
     **Returns:** a dict with `loss`, `grad_ln_k` (d loss / d ln k_j, through an
     implicit diffrax solve), `stiffness_ratio` (the largest along the
     trajectories), `max_abs_eigenvalue`, `implicit_steps`, `explicit_steps`
     (accepted steps summed over experiments; `explicit_ok` False when the
-    explicit solver hit its step budget) and the rejected-step counts.
+    explicit solver hit its step budget) and the rejected-step counts. When the
+    implicit solve fails (`implicit_ok` False, `loss` inf), the spectrum is taken
+    over the finite part of the trajectories.
     """
     implicit = implicit or SolverConfig(solver="kvaerno5", rtol=1e-8, atol=1e-10, max_steps=100_000)
     explicit = explicit or SolverConfig(solver="tsit5", rtol=1e-6, atol=1e-9, max_steps=200_000)
@@ -142,7 +144,9 @@ def diagnose(
     loss, grad, (ys, ok, steps, rejected) = _loss_grad_steps(
         ln_k, w_in, w_out, y0, jnp.asarray(dataset.ys[experiments]), jnp.asarray(idx), ts, jnp.asarray(dataset.scale()), implicit
     )
-    eig = spectrum((w_in, ln_k, w_out), np.asarray(ys))
+    ys = np.asarray(ys)
+    finite = np.all(np.isfinite(ys), axis=-1)  # a failed solve pads its trajectory with inf
+    eig = spectrum((w_in, ln_k, w_out), ys[finite]) if finite.any() else np.zeros((1, mechanism.n_species), complex)
     ratio = stiffness_ratio(eig)
     e_ok, e_steps, e_rej = _steps((w_in, ln_k, w_out), y0, ts, explicit)
     return {

@@ -29,3 +29,25 @@ def classic_dataset(classic):
 @pytest.fixture
 def rng():
     return np.random.default_rng(1234)
+
+
+@pytest.fixture(scope="session")
+def quick_study(tmp_path_factory):
+    """Every run of notebooks/runs.yml in quick mode, into a temporary book copy and results folder
+    (the full results in data/results and book/runs are never touched by the tests)."""
+    from crnn import study
+
+    root = tmp_path_factory.mktemp("quick")
+    book = study.prepare_book_copy(root / "book")
+    results = root / "results"
+    statuses = study.run_all(quick=True, jobs=2, book_dir=book, results_dir=results, progress=False)
+    return book, results, statuses
+
+
+@pytest.fixture(scope="session")
+def quick_book_html(quick_study):
+    """The static HTML book built (warnings are errors) from the quick runs."""
+    from crnn import study
+
+    book, results, _ = quick_study
+    return study.build_book(book, results_dir=results)

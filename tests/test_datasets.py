@@ -5,7 +5,8 @@ import pytest
 import yaml
 
 from crnn import Dataset
-from crnn.study import DATA, make_datasets
+from crnn.results import DATA
+from crnn.study import make_datasets
 
 NAMES = sorted(yaml.safe_load((DATA / "datasets.yml").read_text())["datasets"])
 

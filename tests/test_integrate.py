@@ -6,10 +6,11 @@ import numpy as np
 import pytest
 from scipy.integrate import solve_ivp
 
-from crnn import Dataset, Mechanism, study
+from crnn import Dataset, Mechanism
+from crnn._model import mass_action_rhs
+from crnn._rosenbrock import step_grid
 from crnn.integrate import RK4, Adaptive, AutodiffField, MassAction, Rosenbrock
-from crnn.model import mass_action_rhs
-from crnn.rosenbrock import step_grid
+from crnn.results import DATA
 from crnn.stiffness import exact_limit, preequilibrium, spectrum, stiffness_ratio
 
 TS = np.linspace(0.0, 40.0, 100)  # the reference protocol's sampling grid (dt = 0.40)
@@ -59,7 +60,7 @@ def test_rosenbrock_follows_the_exact_limit_family(eps):
 
 
 def test_rosenbrock_gives_the_positive_control_its_data_back():
-    data = Dataset.load(study.DATA / "two_step_hidden_Z.csv")
+    data = Dataset.load(DATA / "two_step_hidden_Z.csv")
     truth = Mechanism.parse(data.metadata["mechanism"], species=["A", "B", "Z"])
     y0 = np.concatenate([data.y0, np.zeros((data.n_experiments, 1))], axis=1)
     ys, ok = Rosenbrock().solve(MassAction(1e-5), tuple(jnp.asarray(a) for a in truth.to_weights()), jnp.asarray(y0), data.ts)

@@ -3,8 +3,9 @@
 import numpy as np
 import pytest
 
-from crnn import Dataset, Mechanism, study
+from crnn import Dataset, Mechanism
 from crnn.landscape import Candidate, enumerate_mechanisms, fit_rates, hidden_compositions
+from crnn.results import DATA
 
 
 def labels(candidates):
@@ -57,7 +58,7 @@ def test_candidate_from_mechanism_matches_the_enumerated_twin():
 
 @pytest.mark.slow
 def test_rate_fits_find_the_positive_control_and_rank_it_first():
-    data = Dataset.load(study.DATA / "two_step_hidden_Z.csv")
+    data = Dataset.load(DATA / "two_step_hidden_Z.csv")
     found = enumerate_mechanisms({"A": [1], "B": [3]}, ["A"], max_reactions=3, max_products=2)
     fitted = fit_rates(found, data, n_starts=2, iterations=40)
     best = fitted.table.sort_values("validation loss").iloc[0]

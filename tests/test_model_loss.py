@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 
 from crnn import CRNN, Mechanism, data_loss, order_excess
-from crnn.model import mass_action_rhs
+from crnn._model import mass_action_rhs
 
 
 def hand_rhs(y):

@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 
 from crnn import Mechanism, fit, make_dataset
-from crnn.qss import normalize_hidden, qss_concentration, qss_orders, qss_rhs
+from crnn._qss import normalize_hidden, qss_concentration, qss_orders, qss_rhs
 from crnn.stiffness import preequilibrium
 
 

@@ -66,3 +66,12 @@ def test_seed_cut_levels_off_above_zero(third_order_data):
     assert losses[-1] > 0.01  # Z holds part of A: no fit at any k-1
     assert abs(losses[-1] - losses[-2]) / losses[-1] < 0.05  # levelled off
     assert out[-1]["explicit_steps"] > 20 * out[0]["explicit_steps"]  # an explicit solver pays for k-1
+
+
+def test_failed_implicit_solve_is_reported_not_raised(third_order_data):
+    from crnn import SolverConfig
+
+    m = preequilibrium(*exact_limit(0.5, 1e-2), species=["A", "B"])
+    out = diagnose(m, third_order_data, implicit=SolverConfig(solver="kvaerno5", rtol=1e-8, atol=1e-10, max_steps=4))
+    assert out["implicit_ok"] is False and out["loss"] == float("inf")
+    assert np.isfinite(out["stiffness_ratio"]) and out["stiffness_ratio"] >= 1.0  # from the finite part

@@ -1,3 +1,5 @@
+import json
+import os
 import warnings
 
 import jax
@@ -5,10 +7,11 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from crnn import CRNN, Dataset, Mechanism, fit, make_dataset, simulate, study
+from crnn import CRNN, Dataset, Mechanism, fit, make_dataset, simulate
+from crnn._model import mass_action_rates
 from crnn.integrate import RK4, Rosenbrock
-from crnn.model import mass_action_rates
 from crnn.report import match_reactions, recovered
+from crnn.results import DATA
 
 
 @pytest.fixture(scope="module")
@@ -18,7 +21,7 @@ def tiny_dataset():
 
 @pytest.fixture(scope="module")
 def two_step():
-    return Dataset.load(study.DATA / "two_step_hidden_Z.csv")
+    return Dataset.load(DATA / "two_step_hidden_Z.csv")
 
 
 def test_fit_learns_first_order_decay(tiny_dataset):
@@ -116,7 +119,7 @@ def test_fluxes_use_the_hidden_species_trajectories(two_step):
 
 
 def test_qss_predictions_compile_once():
-    from crnn.train import _full_trajectories
+    from crnn._train import _full_trajectories
 
     data = make_dataset(Mechanism.parse("3A -> B ; 0.1"), n_experiments=4, n_train=2, n_points=20)
     result = fit(data, 2, extra_species=1, hidden="qss", epochs=20, n_starts=2, progress=False)
@@ -149,3 +152,29 @@ def test_classic_mechanism_is_recovered_with_defaults(classic, classic_dataset):
     for m in matches:
         assert m.coefficient_error <= 0.1, detail
         assert m.rate_error <= 0.05, detail
+
+
+@pytest.mark.slow
+def test_random_starts_spread_over_two_devices_give_the_single_device_result(tmp_path):
+    import subprocess
+    import sys
+
+    script = tmp_path / "shard.py"
+    script.write_text(
+        "import json, numpy as np, crnn\n"
+        'm = crnn.Mechanism.parse("2A -> B ; 0.1\\nA -> C ; 0.2\\nC -> D ; 0.13\\nB + D -> E ; 0.3")\n'
+        "ds = crnn.make_dataset(m, reactants=['A', 'B'], seed=0)\n"
+        "a = crnn.fit(ds, 4, epochs=300, n_starts=4, progress=False)\n"
+        "b = crnn.fit(ds, 4, epochs=300, n_starts=4, progress=False, shard_starts=False)\n"
+        "print(json.dumps({'devices': [a.config['devices'], b.config['devices']],\n"
+        "                  'sharding': str(a.all_params.ln_k.sharding),\n"
+        "                  'val': [a.final_validation_loss.tolist(), b.final_validation_loss.tolist()],\n"
+        "                  'ln_k': [np.asarray(a.all_params.ln_k).tolist(), np.asarray(b.all_params.ln_k).tolist()]}))\n"
+    )
+    env = {**os.environ, "XLA_FLAGS": "--xla_force_host_platform_device_count=2", "CRNN_PROGRESS": "0"}
+    out = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, env=env, timeout=600)
+    assert out.returncode == 0, out.stderr[-3000:]
+    got = json.loads(out.stdout.strip().splitlines()[-1])
+    assert got["devices"] == [2, 1] and "starts" in got["sharding"]
+    np.testing.assert_allclose(got["val"][0], got["val"][1], rtol=1e-9)
+    np.testing.assert_allclose(got["ln_k"][0], got["ln_k"][1], rtol=1e-9, atol=1e-12)

@@ -16,7 +16,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from .mechanism import Mechanism
+from ._mechanism import Mechanism
 
 __all__ = ["CRNN", "mass_action_rates", "mass_action_rhs"]
 

@@ -13,8 +13,8 @@ from pathlib import Path
 
 import numpy as np
 
-from .mechanism import Mechanism
-from .simulate import SolverConfig, simulate
+from ._mechanism import Mechanism
+from ._simulate import SolverConfig, simulate
 
 __all__ = ["Dataset", "make_dataset"]
 

@@ -29,12 +29,12 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
-from .data import Dataset
+from ._data import Dataset
+from ._loss import data_loss, order_excess
+from ._mechanism import Mechanism
+from ._model import CRNN
 from .hidden import HiddenSpecies, as_hidden
 from .integrate import RK4, Adaptive, Integrator, Rosenbrock, as_integrator
-from .loss import data_loss, order_excess
-from .mechanism import Mechanism
-from .model import CRNN
 
 __all__ = ["FitResult", "TrainState", "fit", "hidden_species_names", "make_optimizer"]
 
@@ -195,7 +195,7 @@ class FitResult:
 
         `keep` (booleans in `weights()` order, e.g. from `fluxes`) drops reactions. For a QSS fit
         the hidden species is first order in the reactions that consume it and is reported in the
-        unit where its largest coefficient is 1 (`crnn.qss.normalize_hidden`).
+        unit where its largest coefficient is 1 (`crnn._qss.normalize_hidden`).
         """
         return self.hidden.mechanism(self._params(start), self.species, threshold, keep)
 
@@ -330,6 +330,25 @@ def _train(step, state, epochs, eval_every, validate, progress, desc, keep_param
     return state, history, timing
 
 
+def _shard_starts(state, n_starts: int, shard: bool | None):
+    """Spread the starts axis of `state` over the local devices (a 1-D mesh); returns (state, devices used).
+
+    With `shard` None it is on where more than one device exists. The starts are split evenly over
+    the largest number of devices that divides `n_starts`; every start stays on one device, so the
+    result equals a single-device fit up to floating-point reassociation.
+    """
+    import math
+
+    devices = jax.local_devices()
+    n = math.gcd(n_starts, len(devices)) if (shard or shard is None) else 1
+    if n <= 1:
+        return state, 1
+    mesh = jax.sharding.Mesh(np.array(devices[:n]), ("starts",))
+    sharding = jax.sharding.NamedSharding(mesh, jax.sharding.PartitionSpec("starts"))
+    put = lambda a: jax.device_put(a, sharding) if getattr(a, "ndim", 0) >= 1 and a.shape[0] == n_starts else a
+    return jax.tree.map(put, state), n
+
+
 def _initial_parameters(init, n_starts, seed, n_species, n_reactions, **options) -> CRNN:
     if init is not None:
         return jax.tree.map(lambda a: jnp.asarray(a)[None], init)
@@ -388,6 +407,7 @@ def fit(
     init: CRNN | None = None,
     train_stoichiometry: bool = True,
     keep_parameter_history: bool = False,
+    shard_starts: bool | None = None,
 ) -> FitResult:
     """Train a CRNN with `n_reactions` reactions on `dataset`, from `n_starts` random starts at once.
 
@@ -430,12 +450,15 @@ def fit(
       be left unset.
     - `train_stoichiometry`: if False only the log rate constants are trained.
     - `keep_parameter_history`: keep every start's parameters at each validation evaluation.
+    - `shard_starts`: spread the random starts over all local JAX devices (`jax.sharding`, a mesh
+      over the starts axis); default on where more than one device exists. `FitResult.config["devices"]`
+      records how many were used.
 
     **Returns:** a `FitResult`. Warns (and sets `FitResult.ok` False) when no start ends finite.
     """
     given = dict(seed=seed, tied=tied, reversible=reversible, species_order_clip=species_order_clip,
                  ln_k_range=ln_k_range, weight_scale=weight_scale)  # fmt: skip
-    config = {k: v for k, v in locals().items() if k not in ("dataset", "init", "given", "hidden", "integrator")}
+    config = {k: v for k, v in locals().items() if k not in ("dataset", "init", "given", "hidden", "integrator", "shard_starts")}
     hidden, n_obs = as_hidden(hidden), len(dataset.species)
     if n_reactions < 1 or extra_species < 0 or epochs < 1 or eval_every < 1 or (n_starts is not None and n_starts < 1):
         raise ValueError("need n_reactions >= 1, extra_species >= 0, n_starts >= 1, epochs >= 1, eval_every >= 1")
@@ -482,6 +505,7 @@ def fit(
         best_value=jnp.full((n_starts,), jnp.inf),
         failures=jnp.zeros((n_starts,), jnp.int32),
     )
+    state, config["devices"] = _shard_starts(state, n_starts, shard_starts)
     validate = lambda p: _losses(model, p, *validation, scale, max_total_order)[0]
     desc = f"fit {n_reactions} reactions x {n_starts} starts"
     state, history, timing = _train(

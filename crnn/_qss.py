@@ -32,7 +32,7 @@ from __future__ import annotations
 import jax.numpy as jnp
 import numpy as np
 
-from .mechanism import Mechanism
+from ._mechanism import Mechanism
 
 __all__ = ["normalize_hidden", "qss_concentration", "qss_orders", "qss_rates", "qss_rhs"]
 

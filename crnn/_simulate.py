@@ -11,8 +11,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from .mechanism import Mechanism
-from .model import CRNN, mass_action_rhs
+from ._mechanism import Mechanism
+from ._model import CRNN, mass_action_rhs
 
 __all__ = ["SimulationError", "SolverConfig", "simulate", "solve", "weights_of"]
 
@@ -72,7 +72,7 @@ def solve(weights, y0, ts, config: SolverConfig = SolverConfig(), adjoint=None, 
     """Integrate one experiment; jit- and vmap-friendly, never raises.
 
     `rhs(y, w_in, ln_k, w_out, floor)` replaces mass action if given (e.g.
-    `crnn.qss.qss_rhs`).
+    `crnn._qss.qss_rhs`).
 
     **Returns:** `(ys, ok, n_steps, n_rejected)` with `ys` of shape
     (len(ts), n_species); after a failure `ys` holds `inf` and `ok` is False.
