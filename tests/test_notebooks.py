@@ -4,6 +4,7 @@ The quick runs go to a temporary book copy and results folder, so the full
 results in data/results and book/runs are never touched by the tests.
 """
 
+import ast
 import json
 import re
 
@@ -65,4 +66,6 @@ def test_source_notebooks_have_no_outputs_and_one_parameters_cell():
         assert len(tagged) == 1, path.name
         assert "quick" in tagged[0].source and "results_path" in tagged[0].source, path.name
         params = study.notebook_parameters(path)  # typed: papermill --help-notebook shows each type
+        assigned = [n.target.id for n in ast.parse(tagged[0].source).body if isinstance(n, ast.AnnAssign)]
+        assert sorted(assigned) == sorted(params), (path.name, "papermill could not read", set(assigned) - set(params))
         assert all(p["type"] not in ("None", None) for p in params.values()), (path.name, params)

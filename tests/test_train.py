@@ -178,3 +178,16 @@ def test_random_starts_spread_over_two_devices_give_the_single_device_result(tmp
     assert got["devices"] == [2, 1] and "starts" in got["sharding"]
     np.testing.assert_allclose(got["val"][0], got["val"][1], rtol=1e-9)
     np.testing.assert_allclose(got["ln_k"][0], got["ln_k"][1], rtol=1e-9, atol=1e-12)
+
+
+@pytest.mark.slow
+@pytest.mark.xfail(
+    strict=True,
+    reason="known failure, reported in the book's positive-control chapter: gradient training with the defaults does not "
+    "recover the in-class two-step mechanism (0 of 32 starts in the full run); strict, so a fix shows up here",
+)
+def test_positive_control_is_recovered_by_half_of_the_starts(two_step):
+    result = fit(two_step, 3, extra_species=1, n_starts=8, epochs=5000, progress=False)
+    truth = Mechanism.parse(two_step.metadata["mechanism"])
+    found = [recovered(truth, result.mechanism(0.01, start=s)) for s in range(result.n_starts)]
+    assert sum(found) >= result.n_starts / 2
