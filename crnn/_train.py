@@ -79,12 +79,15 @@ class _Model:
 
 
 @eqx.filter_jit
-def _losses(model: _Model, params_batch, y0, ys, scale, max_total_order):
-    """Data loss (inf where the solve failed) and order excess of every start of a stacked batch."""
+def _split_losses(model: _Model, params_batch, y0, ys, splits, scale, max_total_order):
+    """Data losses on each row subset of `splits` (boolean masks over experiments) and order excess,
+    per start, from one solve of all experiments (one compilation instead of one per subset)."""
 
     def one(p):
         pred, ok = model.predict(p, y0)
-        return jnp.where(ok, data_loss(pred, ys, scale), jnp.inf), order_excess(model.hidden.penalty_orders(p), max_total_order)
+        per_exp = jnp.mean(jnp.abs(pred - ys), axis=1) / scale  # (E, n_observed)
+        losses = [jnp.where(ok, jnp.sum(jnp.sum(jnp.where(m[:, None], per_exp, 0.0), 0) / m.sum()), jnp.inf) for m in splits]
+        return (*losses, order_excess(model.hidden.penalty_orders(p), max_total_order))
 
     return jax.vmap(one)(params_batch)
 
@@ -190,6 +193,17 @@ class FitResult:
         rates = self.hidden.rates(self._params(start), jnp.asarray(states), self.n_observed, self.floor)
         return np.asarray(rates).reshape(-1, rates.shape[-1]).max(axis=0)
 
+    def active(self, dataset, start: int | None = None, flux_rel: float = 1e-3) -> np.ndarray:
+        """Which reactions carry flux: largest rate (`fluxes`) at least `flux_rel` times the largest.
+
+        All True when a flux is not finite (nothing is dropped on a failed solve). Pass it as
+        `mechanism(keep=...)` to read a mechanism without its dead reactions.
+        """
+        fl = self.fluxes(dataset, start)
+        if not np.all(np.isfinite(fl)):
+            return np.ones_like(fl, dtype=bool)
+        return fl >= flux_rel * np.max(fl)
+
     def mechanism(self, threshold: float = 0.01, start: int | None = None, keep=None) -> Mechanism:
         """The learned mechanism, weights with |w| < `threshold` pruned (as the reference CRNN).
 
@@ -293,7 +307,10 @@ def _best(values) -> str:
 
 
 def _train(step, state, epochs, eval_every, validate, progress, desc, keep_parameter_history):
-    """Run `epochs` steps in jitted chunks of `eval_every`; validation, progress and timing after each."""
+    """Run `epochs` steps in jitted chunks of `eval_every`; validation, progress and timing after each.
+
+    `validate(params)` returns (train loss, validation loss, order excess) per start.
+    """
     chunks = [eval_every] * (epochs // eval_every) + ([epochs % eval_every] if epochs % eval_every else [])
     train_hist, pen_hist, val_hist, val_epochs, param_hist, chunk_times = [], [], [], [], [], []
     bar = _progress(epochs, progress, desc)
@@ -305,7 +322,8 @@ def _train(step, state, epochs, eval_every, validate, progress, desc, keep_param
         jax.block_until_ready(loss_hist)
         chunk_times.append((time.perf_counter() - t0, length))
         done += length
-        val = np.asarray(validate(state.params))
+        evaluation = validate(state.params)
+        val = np.asarray(evaluation[1])
         train_hist.append(np.asarray(loss_hist))
         pen_hist.append(np.asarray(penalty_hist))
         val_hist.append(val)
@@ -325,6 +343,7 @@ def _train(step, state, epochs, eval_every, validate, progress, desc, keep_param
         "validation": np.stack(val_hist, axis=1),
         "validation_epochs": np.array(val_epochs),
         "parameters": param_hist,
+        "last_evaluation": evaluation,  # (train loss, validation loss, order excess) of the last parameters
     }
     timing = {"compile_s": compile_time, "train_s": train_time - compile_time, "epochs_per_s": 1.0 / per_epoch}
     return state, history, timing
@@ -486,7 +505,6 @@ def fit(
     model = _Model(hidden, integrator, floor, n_obs, extra_species, tuple(dataset.ts.tolist()))
     scale = jnp.asarray(dataset.scale())
     train = (jnp.asarray(dataset.y0[dataset.train]), jnp.asarray(dataset.ys[dataset.train]))
-    validation = (jnp.asarray(dataset.y0[dataset.validation]), jnp.asarray(dataset.ys[dataset.validation]))
 
     params0 = _initial_parameters(init, n_starts, seed, len(species), n_reactions, **start_options)
     one_start = jax.tree.map(lambda a: a[0], params0)
@@ -502,25 +520,27 @@ def fit(
         params=params0,
         opt_state=jax.vmap(optimizer.init)(params0),
         best_params=params0,
-        best_value=jnp.full((n_starts,), jnp.inf),
+        best_value=jnp.full((n_starts,), jnp.inf, dtype=jnp.result_type(float)),  # not weak-typed: no retrace
         failures=jnp.zeros((n_starts,), jnp.int32),
     )
     state, config["devices"] = _shard_starts(state, n_starts, shard_starts)
-    validate = lambda p: _losses(model, p, *validation, scale, max_total_order)[0]
+    everything = (jnp.asarray(dataset.y0), jnp.asarray(dataset.ys), (np.asarray(dataset.train), np.asarray(dataset.validation)))
+    validate = lambda p: _split_losses(model, p, *everything, scale, max_total_order)
     desc = f"fit {n_reactions} reactions x {n_starts} starts"
     state, history, timing = _train(
         _make_step(objective, optimizer), state, epochs, eval_every, validate, progress, desc, keep_parameter_history
     )
 
-    # Keep each start's best parameters; the last state may be better still.
-    last_value = jax.vmap(lambda p: objective(p)[0])(state.params)
+    # Keep each start's best parameters; the last state (evaluated by the last validation) may be better still.
+    last_train, _, last_penalty = history["last_evaluation"]
+    last_value = last_train + order_penalty * last_penalty
     take_last = jnp.isfinite(last_value) & (last_value < state.best_value)
     expand = lambda mask, like: mask.reshape(-1, *([1] * (like.ndim - 1)))
     kept = jax.tree.map(lambda b, p: jnp.where(expand(take_last, b), p, b), state.best_params, state.params)
 
     rescore = model.replace(integrator=RESCORE)
-    final_train, final_penalty = (np.asarray(a) for a in _losses(rescore, kept, *train, scale, max_total_order))
-    final_val = np.asarray(_losses(rescore, kept, *validation, scale, max_total_order)[0])
+    rescored = _split_losses(rescore, kept, *everything, scale, max_total_order)
+    final_train, final_val, final_penalty = (np.asarray(a) for a in rescored)
     ok = bool(np.isfinite(final_val).any())
     if not ok:
         warnings.warn("fit: no start ended with a finite loss (all re-scored solves failed); FitResult.ok is False", stacklevel=2)

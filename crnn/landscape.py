@@ -449,7 +449,8 @@ def judge_fit(
     `flux_rel` times the largest are dropped, weights below `threshold` pruned, the rest rounded
     (`round_mechanism`) and its rate constants refitted (`fit_rates`, Levenberg-Marquardt, adaptive
     re-scoring). Columns: `validation loss` (the start as trained), `learned`, `rounded`,
-    `rounding error`, `elementary`, `balanced`, `refit validation loss`, `loss ratio` (refit over
+    `rounding error`, `elementary`, `balanced`, `refit validation loss`, `refit mechanism` (with its
+    refitted rates, `Mechanism.parse`-able), `loss ratio` (refit over
     `reference_loss`, the true model's), `noise-floor member` (the rounded structure is one of
     `noise_floor`, a list of equation lists), `template` (it is `template`), `success`: elementary,
     balanced, at most bimolecular, and at the noise floor (a member, or a refit loss ratio <= `factor`).
@@ -457,9 +458,7 @@ def judge_fit(
     rows, rounded = [], []
     floor_keys = {frozenset(m) for m in noise_floor}
     for s in range(result.n_starts):
-        fl = result.fluxes(dataset, s)
-        keep = fl >= flux_rel * np.max(fl) if np.all(np.isfinite(fl)) else np.ones_like(fl, dtype=bool)
-        learned = result.mechanism(threshold, start=s, keep=keep)
+        learned = result.mechanism(threshold, start=s, keep=result.active(dataset, s, flux_rel))
         candidate, info = round_mechanism(learned, composition)
         rounded.append(candidate if candidate is not None and info["balanced"] and info["elementary"] else None)
         rows.append(
@@ -475,12 +474,14 @@ def judge_fit(
         )
     table = pd.DataFrame(rows)
     judged = [c for c in rounded if c is not None]
-    refit = {}
+    refit, texts = {}, {}
     if judged:
         unique = list({c.key: c for c in judged}.values())
         fitted = fit_rates(unique, dataset, n_starts=n_starts, iterations=iterations)
         refit = {c.key: float(v) for c, v in zip(unique, fitted.table["validation loss"])}
+        texts = {c.key: c.mechanism(r).format(digits=12, rate_digits=12) for c, r in zip(unique, fitted.table["rates"])}
     table["refit validation loss"] = [refit.get(c.key, np.nan) if c is not None else np.nan for c in rounded]
+    table["refit mechanism"] = [texts.get(c.key, "") if c is not None else "" for c in rounded]
     table["loss ratio"] = table["refit validation loss"] / reference_loss
     table["noise-floor member"] = [c is not None and frozenset(c.equations()) in floor_keys for c in rounded]
     table["template"] = [c is not None and frozenset(c.equations()) == frozenset(template) for c in rounded]

@@ -10,15 +10,20 @@ import pandas as pd
 from ._mechanism import Mechanism, Reaction
 
 __all__ = [
+    "EXTRAPOLATION_RANGES",
     "ReactionMatch",
     "book_style",
     "comparison_table",
     "effective_order",
+    "extrapolation_errors",
+    "extrapolation_sets",
     "find_reaction",
     "match_reactions",
+    "mechanism_predictor",
     "mechanism_table",
     "plot_fit",
     "plot_loss_history",
+    "prediction_error",
     "preequilibrium_check",
     "reaction_similarity",
     "recovered",
@@ -308,8 +313,7 @@ def preequilibrium_check(
     rows = []
     steps = {"forward": forward, "reverse": reverse, "product step": product_step}
     for s in range(result.n_starts):
-        fl = result.fluxes(dataset, s)
-        keep = fl >= flux_rel * np.max(fl) if np.all(np.isfinite(fl)) else np.ones_like(fl, dtype=bool)
+        keep = result.active(dataset, s, flux_rel)
         m = result.mechanism(threshold, start=s, keep=keep)
         found = {label: find_reaction(m, eq, structure_tol) for label, eq in steps.items()}
         structure = all(i is not None for i in found.values())
@@ -371,3 +375,75 @@ def wilson_interval(successes: int, trials: int, confidence: float = 0.95) -> tu
     centre = (p + z * z / (2 * trials)) / (1 + z * z / trials)
     half = z * np.sqrt(p * (1 - p) / trials + z * z / (4 * trials * trials)) / (1 + z * z / trials)
     return float(max(centre - half, 0.0)), float(min(centre + half, 1.0))
+
+
+# ----------------------------------------------------------------------------------------- extrapolation
+EXTRAPOLATION_RANGES = {"training range": None, "high: 1.5-3": (1.5, 3.0), "low: 0.02-0.2": (0.02, 0.2)}
+
+
+def extrapolation_sets(dataset, ranges=None, n_experiments: int = 10, seed: int = 1000) -> dict:
+    """Noise-free test experiments of `dataset`'s truth, by its own protocol, from other initial states.
+
+    For each `label: (low, high)` of `ranges` (default `EXTRAPOLATION_RANGES`: the training range
+    itself, 1.5-3 and 0.02-0.2), `n_experiments` new experiments whose reactants (every species the
+    data start non-zero) start uniform in that range; `None` means the dataset's own range. Same
+    times, same observed species, no noise: a model's error on them is its distance from the truth.
+    Fresh initial states (`seed`), so none repeats a training experiment.
+    """
+    from ._data import make_dataset
+
+    if "mechanism" not in dataset.metadata or "parameters" not in dataset.metadata:
+        raise ValueError("the dataset does not record the mechanism and protocol that made it (crnn.make_dataset metadata)")
+    truth = Mechanism.parse(dataset.metadata["mechanism"])
+    p = dataset.metadata["parameters"]
+    sets = {}
+    for i, (label, bounds) in enumerate((ranges or EXTRAPOLATION_RANGES).items()):
+        sets[label] = make_dataset(
+            truth, n_experiments=n_experiments, n_train=n_experiments, t_end=p["t_end"], n_points=p["n_points"], noise=0.0,
+            seed=seed + i, reactants=p["reactants"], y0_range=tuple(p["y0_range"] if bounds is None else bounds),
+            observed=p["observed"],
+        )  # fmt: skip
+    return sets
+
+
+def mechanism_predictor(mechanism: Mechanism, observed, config=None):
+    """`predict(y0, ts)` of a mechanism over the `observed` species (its other species, e.g. a hidden one, start at 0;
+    observed species it lacks stay constant). `config`: a `crnn.SolverConfig` (default Kvaerno5, exact mass action)."""
+    from ._simulate import simulate
+
+    observed = list(observed)
+    extra = [s for s in mechanism.species if s not in observed]
+    full = mechanism.with_species([*observed, *extra])
+
+    def predict(y0, ts):
+        y0 = np.atleast_2d(np.asarray(y0, dtype=float))
+        y0_full = np.concatenate([y0, np.zeros((len(y0), len(extra)))], axis=1)
+        return np.asarray(simulate(full, y0_full, ts, config=config))[..., : len(observed)]
+
+    return predict
+
+
+def prediction_error(predict, test) -> float:
+    """The data loss (scaled mean absolute error, the study's loss) of `predict(y0, ts)` on `test`.
+
+    `test.scale()` scales each species, so errors on different ranges are relative ones. inf when the
+    prediction fails (an exception or a non-finite value).
+    """
+    from ._loss import data_loss
+
+    try:
+        pred = np.asarray(predict(test.y0, test.ts), dtype=float)
+    except Exception:  # a blown-up or failed solve is an infinite error, reported as such
+        return float("inf")
+    if pred.shape != test.ys.shape or not np.all(np.isfinite(pred)):
+        return float("inf")
+    return float(data_loss(pred, test.ys, test.scale()))
+
+
+def extrapolation_errors(models: dict, sets: dict, **columns) -> pd.DataFrame:
+    """One row per model and test set: `model`, `test set`, `error` (`prediction_error`), plus `columns`."""
+    rows = []
+    for name, predict in models.items():
+        for label, test in sets.items():
+            rows.append({**columns, "model": name, "test set": label, "error": prediction_error(predict, test)})
+    return pd.DataFrame(rows)

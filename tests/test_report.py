@@ -1,5 +1,6 @@
 import numpy as np
 import pandas as pd
+import crnn
 import pytest
 
 from crnn import Mechanism
@@ -58,3 +59,36 @@ def test_wilson_interval_matches_scipy(k, n):
 
     expected = binomtest(k, n).proportion_ci(confidence_level=0.95, method="wilson")
     assert wilson_interval(k, n) == pytest.approx((expected.low, expected.high), abs=1e-12)
+
+
+def test_extrapolation_sets_follow_the_protocol_and_the_truth_has_no_error():
+    from crnn.report import extrapolation_sets, mechanism_predictor, prediction_error
+
+    truth = crnn.Mechanism.parse("3A -> B ; 0.1")
+    data = crnn.make_dataset(truth, n_experiments=6, n_train=4, n_points=21, t_end=20.0, noise=0.05, seed=3)
+    sets = extrapolation_sets(data, n_experiments=3)
+    assert list(sets) == ["training range", "high: 1.5-3", "low: 0.02-0.2"]
+    for (label, test), (lo, hi) in zip(sets.items(), [(0.2, 1.2), (1.5, 3.0), (0.02, 0.2)]):
+        a0 = test.y0[:, 0]
+        assert np.all((a0 >= lo) & (a0 <= hi)), label
+        assert np.all(test.y0[:, 1] == 0) and test.metadata["parameters"]["noise"] == 0
+        np.testing.assert_allclose(test.ts, data.ts)
+        # closed form of 3A -> B with rate k A^3: A(t) = A0 / sqrt(1 + 6 k A0^2 t)
+        exact = a0[:, None] / np.sqrt(1 + 6 * 0.1 * a0[:, None] ** 2 * test.ts[None])
+        np.testing.assert_allclose(test.ys[:, :, 0], exact, rtol=1e-5)
+        assert prediction_error(mechanism_predictor(truth, data.species), test) < 1e-5
+    # a second-order law with the same rate constant is wrong, and more so at high concentrations
+    wrong = mechanism_predictor(crnn.Mechanism.parse("2A -> B ; 0.1"), data.species)
+    errors = {label: prediction_error(wrong, test) for label, test in sets.items()}
+    assert errors["high: 1.5-3"] > 0.01 and errors["training range"] > 1e-3
+    assert prediction_error(lambda y0, ts: np.full((len(y0), len(ts), 2), np.nan), sets["low: 0.02-0.2"]) == np.inf
+
+
+def test_mechanism_predictor_puts_hidden_species_last_and_at_zero():
+    from crnn.report import mechanism_predictor
+
+    m = crnn.Mechanism.parse("A -> Z ; 1.0\nZ -> B ; 1.0")
+    pred = mechanism_predictor(m, ["A", "B"])(np.array([[1.0, 0.0]]), np.linspace(0, 5, 11))
+    t = np.linspace(0, 5, 11)
+    np.testing.assert_allclose(pred[0, :, 0], np.exp(-t), rtol=1e-5)
+    np.testing.assert_allclose(pred[0, :, 1], 1 - np.exp(-t) - t * np.exp(-t), atol=1e-6)
