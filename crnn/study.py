@@ -69,7 +69,7 @@ __all__ = [
     "run_all",
 ]
 
-_MANIFEST_KEYS = {"name", "notebook", "title", "parameters", "needs"}
+_MANIFEST_KEYS = {"name", "notebook", "title", "parameters", "quick_parameters", "needs"}
 _RUNNER_PARAMETERS = {"quick", "results_path"}
 
 
@@ -80,6 +80,11 @@ class Run:
     parameters: dict
     needs: tuple[str, ...] = ()
     title: str | None = None
+    quick_parameters: dict = dataclasses.field(default_factory=dict)  # applied on top in quick mode (tests)
+
+    def parameters_for(self, quick: bool) -> dict:
+        """The parameters the notebook gets from the manifest: `parameters`, and `quick_parameters` in quick mode."""
+        return {**self.parameters, **(self.quick_parameters if quick else {})}
 
 
 class RunFailed(RuntimeError):
@@ -141,11 +146,13 @@ def load_manifest(path: Path | None = None, *, check_parameters: bool = True) ->
         if unknown_needs:
             raise ValueError(f"{where} needs {unknown_needs}, which are not listed before it")
         parameters = dict(entry.get("parameters") or {})
+        quick_parameters = dict(entry.get("quick_parameters") or {})
         if check_parameters:
             if entry["notebook"] not in declared:
                 declared[entry["notebook"]] = notebook_parameters(notebook)
-            check_parameter_names(entry["name"], entry["notebook"], parameters, declared[entry["notebook"]])
-        runs.append(Run(entry["name"], entry["notebook"], parameters, needs, entry.get("title")))
+            for given in (parameters, quick_parameters):
+                check_parameter_names(entry["name"], entry["notebook"], given, declared[entry["notebook"]])
+        runs.append(Run(entry["name"], entry["notebook"], parameters, needs, entry.get("title"), quick_parameters))
     return runs
 
 
@@ -184,7 +191,7 @@ def cache_key(run: Run, notebooks_dir: Path, quick: bool, package_digest: str, v
     """Digest of what defines a run besides the files it reads: notebook, parameters, mode, package, pins."""
     h = hashlib.sha256()
     h.update(file_digest(notebooks_dir / run.notebook).encode())
-    h.update(json.dumps(run.parameters, sort_keys=True).encode())
+    h.update(json.dumps(run.parameters_for(quick), sort_keys=True).encode())
     h.update(f"quick={quick}".encode())
     h.update(package_digest.encode())
     h.update(json.dumps(versions if versions is not None else pinned_versions(), sort_keys=True).encode())
@@ -430,8 +437,8 @@ def run_all(
             "name": run.name,
             "notebook": run.notebook,
             "title": run.title,
-            "parameters": run.parameters,
-            "effective_parameters": {**effective, **run.parameters, "quick": quick},
+            "parameters": run.parameters_for(quick),
+            "effective_parameters": {**effective, **run.parameters_for(quick), "quick": quick},
             "quick": quick,
             "wall_time_s": out["wall_time_s"],
             "cache_key": key,
@@ -476,7 +483,7 @@ def run_all(
                     for stale in (runs_dir / f"{run.name}.partial.ipynb", results_dir / f"{run.name}.partial.json"):
                         stale.unlink(missing_ok=True)
                     upstream = {n: json.loads(upstream_path(n).read_text()) for n in run.needs}
-                    parameters = {**run.parameters, "quick": quick}
+                    parameters = {**run.parameters_for(quick), "quick": quick}
                     notebook_json = (notebooks_dir / run.notebook).read_text()
                     future = pool.submit(execute_notebook_task, notebook_json, parameters, upstream, log_output)
                     running[future] = (run, key)

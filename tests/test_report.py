@@ -1,8 +1,8 @@
 import numpy as np
 import pandas as pd
-import crnn
 import pytest
 
+import crnn
 from crnn import Mechanism
 from crnn.report import (
     comparison_table,

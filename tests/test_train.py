@@ -187,7 +187,9 @@ def test_random_starts_spread_over_two_devices_give_the_single_device_result(tmp
     "recover the in-class two-step mechanism (0 of 32 starts in the full run); strict, so a fix shows up here",
 )
 def test_positive_control_is_recovered_by_half_of_the_starts(two_step):
-    result = fit(two_step, 3, extra_species=1, n_starts=8, epochs=5000, progress=False)
+    # The chapter-3 budget (2000 epochs) on 4 starts keeps this inside the CI time; the chapter runs 32 starts
+    # at 5000 epochs on three data sets.
+    result = fit(two_step, 3, extra_species=1, n_starts=4, epochs=2000, progress=False)
     truth = Mechanism.parse(two_step.metadata["mechanism"])
     found = [recovered(truth, result.mechanism(0.01, start=s)) for s in range(result.n_starts)]
     assert sum(found) >= result.n_starts / 2
