@@ -45,9 +45,19 @@ def quick_study(tmp_path_factory):
 
 
 @pytest.fixture(scope="session")
-def quick_book_html(quick_study):
-    """The static HTML book built (warnings are errors) from the quick runs."""
+def quick_book_html(request):
+    """The static HTML book built (warnings are errors) from the quick runs.
+
+    With the environment variable CRNN_TEST_BOOK_HTML set to a built book's html folder, the browser
+    and link tests check that book instead (no quick study is run): for re-checking a book built once.
+    """
+    import os
+    from pathlib import Path
+
     from crnn import study
 
-    book, results, _ = quick_study
+    given = os.environ.get("CRNN_TEST_BOOK_HTML")
+    if given:
+        return Path(given)
+    book, results, _ = request.getfixturevalue("quick_study")
     return study.build_book(book, results_dir=results)
