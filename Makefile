@@ -17,12 +17,14 @@ $(STAMP): pyproject.toml
 	touch $@
 
 # The whole test suite: package numerics, training, notebooks in quick mode, the book build.
+# Two pytest workers, whole test files each: one runs tests/test_book.py (quick study, book, browser), the other the rest.
+TEST_WORKERS ?= 2
 test: env
-	$(BIN)/python -m pytest
+	$(BIN)/python -m pytest -n $(TEST_WORKERS) --dist loadfile
 
 # Everything but the slow tests.
 test-fast: env
-	$(BIN)/python -m pytest -m "not slow"
+	$(BIN)/python -m pytest -m "not slow" -n $(TEST_WORKERS)
 
 # Every run of notebooks/runs.yml at full size, then the static HTML book.
 book: env

@@ -71,7 +71,6 @@ __all__ = [
 
 _MANIFEST_KEYS = {"name", "notebook", "title", "parameters", "quick_parameters", "needs"}
 _RUNNER_PARAMETERS = {"quick", "results_path"}
-QUICK_XLA_FLAG = "--xla_backend_optimization_level=0"  # for the kernels of quick runs (see execute_notebook_task)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -246,10 +245,6 @@ def execute_notebook_task(notebook_json: str, parameters: dict, upstream: dict[s
 
     t0 = time.perf_counter()
     os.environ["CRNN_PROGRESS"] = "0"  # kernels inherit it: no fit progress bars in the book's pages
-    if parameters.get("quick") and QUICK_XLA_FLAG not in os.environ.get("XLA_FLAGS", ""):
-        # Quick runs are compile-bound (tiny epochs, many small programs): XLA's backend optimisation
-        # costs more than it saves there (compile time about a third lower without it). Full runs keep it.
-        os.environ["XLA_FLAGS"] = f"{os.environ.get('XLA_FLAGS', '')} {QUICK_XLA_FLAG}".strip()
     with tempfile.TemporaryDirectory(prefix="crnn-run-") as tmp:
         tmp = Path(tmp)
         results_dir = tmp / "results"
