@@ -55,7 +55,9 @@ def test_book_builds_offline_from_the_runs(quick_book_html):
     for page in ["intro", "runs/case1-order-penalty", "runs/case4-stiffness", "runs/conclusions"]:
         assert (html / f"{page}.html").exists(), page
     index = (html / "runs" / "conclusions.html").read_text()
-    assert "quick test runs" in index  # the build says when its numbers come from quick runs
+    if not os.environ.get("CRNN_TEST_BOOK_HTML"):  # a quick book (not a full one given to re-check)
+        # the build says, in the text and not only in the folded source, when its numbers come from quick runs
+        assert re.search(r"quick test runs \(\w", index) is not None
     scripts = re.findall(r'<script[^>]*src="([^"]+)"', (html / "intro.html").read_text())
     assert any("mathjax" in s for s in scripts)
     assert not [s for s in scripts if s.startswith(("http:", "https:", "//"))], scripts
