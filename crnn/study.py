@@ -15,7 +15,9 @@ Usage::
     python -m crnn.study run NAME --set key=value ... [--params FILE] [--out DIR] [--canonical]
     python -m crnn.study run --scheduler ADDRESS      # on an existing Dask cluster
     python -m crnn.study build
-    python -m crnn.study book [--jobs N]               # run, then build
+    python -m crnn.study book [--jobs N]               # execute missing runs only, then build
+    python -m crnn.study book --rebuild [--force]      # execute stale and missing (--force: all), then build
+    python -m crnn.study status                        # fresh, stale (what changed) or missing, per run
 
 Each run executes `notebooks/<notebook>` with its parameters plus `quick` and
 `results_path`. The executed notebook goes to `<book>/runs/<name>.ipynb`, the
@@ -23,7 +25,10 @@ results to `<results>/<name>.json`. A run is skipped (cached) when its
 notebook, parameters, mode, package source (the runner aside) and pinned
 versions are unchanged and every input it read last time (datasets, seed
 reference, other runs' results, as recorded by `crnn.results`) has the same
-digest. A run executes in a temporary folder (on a cluster worker, or here)
+digest. Each run's results record these components separately (the
+notebook's digest, the parameters, a digest per package file, the pins)
+beside the combined `cache_key`, so `status` can name what changed. A run
+executes in a temporary folder (on a cluster worker, or here)
 and its outputs come back as data; completion writes the notebook first and
 the results last, each through a temporary file, so an interrupted run is
 never mistaken for a finished one.
@@ -60,6 +65,7 @@ RUNNER_ONLY = {"study.py"}  # package files whose edits do not change any run's 
 __all__ = [
     "Run",
     "RunFailed",
+    "RunStatus",
     "build_book",
     "execute_notebook_task",
     "load_manifest",
@@ -67,8 +73,10 @@ __all__ = [
     "make_datasets",
     "notebook_parameters",
     "run_all",
+    "run_status",
 ]
 
+_DONE = ("ran", "cached", "stale")  # statuses after which the runs that need a run can start
 _MANIFEST_KEYS = {"name", "notebook", "title", "parameters", "quick_parameters", "needs"}
 _RUNNER_PARAMETERS = {"quick", "results_path"}
 
@@ -179,6 +187,21 @@ def _package_digest() -> str:
     return h.hexdigest()
 
 
+def package_file_digests() -> dict[str, str]:
+    """Digest of each package source file that can change a run's output (the runner aside): file name -> sha256."""
+    return {f.name: file_digest(f) for f in sorted(PACKAGE.glob("*.py")) if f.name not in RUNNER_ONLY}
+
+
+def _components(run: Run, notebooks_dir: Path, quick: bool, package_files: dict, versions: dict) -> dict:
+    """What `cache_key` combines, recorded one by one in a run's results so that `run_status` can name a change."""
+    return {
+        "notebook_sha256_source": file_digest(notebooks_dir / run.notebook),
+        "parameters": run.parameters_for(quick),
+        "package_sha256": package_files,
+        "pins": versions,
+    }
+
+
 def pinned_versions(groups=("dependencies", "sindy")) -> dict[str, list[str]]:
     """The pins of `pyproject.toml` (the one place versions are chosen) of the groups the notebooks use:
     group -> requirement strings (`groups=None`: every group)."""
@@ -225,6 +248,181 @@ def _cached(run: Run, runs_dir: Path, results_dir: Path, key: str, results_dirs:
     if meta.get("cache_key") != key or meta.get("notebook_sha256") != file_digest(final_nb):
         return False
     return all(_input_digest(label, results_dirs) == digest for label, digest in meta.get("inputs", {}).items())
+
+
+def _recorded_run(results_path: Path) -> dict | None:
+    """The `run` block of a results file; None when the file is absent or unreadable."""
+    try:
+        return json.loads(results_path.read_text()).get("run") or {}
+    except (OSError, json.JSONDecodeError, AttributeError):
+        return None
+
+
+# ----------------------------------------------------------------------------- freshness
+
+
+LEGACY_REASON = "inputs changed since it was computed; not recorded in detail"
+
+
+@dataclasses.dataclass(frozen=True)
+class RunStatus:
+    """Whether a run's executed notebook and results match its inputs today.
+
+    `state` is ``"fresh"``, ``"stale"`` (`reasons` names what changed) or ``"missing"`` (no executed
+    notebook or no results). `upstream` lists the runs it needs, directly or not, that are not fresh:
+    it stays fresh until their rerun actually changes their results.
+    """
+
+    name: str
+    state: str
+    reasons: tuple[str, ...] = ()
+    wall_time_s: float | None = None
+    git_commit: str | None = None
+    git_clean: bool | None = None
+    quick: bool | None = None
+    upstream: tuple[str, ...] = ()
+
+    @property
+    def fresh(self) -> bool:
+        return self.state == "fresh"
+
+    def describe(self) -> str:
+        """``fresh``, ``stale (notebook 04_stiffness.ipynb; parameters)`` or ``missing (no results)``."""
+        text = self.state + (f" ({'; '.join(self.reasons)})" if self.reasons else "")
+        if self.upstream and self.fresh:  # its results may change once these are rerun
+            text += f" (upstream not fresh: {', '.join(self.upstream)})"
+        return text
+
+
+def _input_reason(label: str) -> str:
+    kind, _, rest = label.partition("/")
+    return {"data": f"data file {rest}", "results": f"results of {rest}"}.get(kind, f"input {label}")
+
+
+def _status_of(run, meta, executed, quick, notebooks_dir, package_files, package_digest, versions, results_dirs) -> RunStatus:
+    if meta is None:
+        return RunStatus(run.name, "missing", ("no results",))
+    info = {
+        "wall_time_s": meta.get("wall_time_s"),
+        "git_commit": meta.get("git_commit"),
+        "git_clean": meta.get("git_clean"),
+        "quick": meta.get("quick"),
+    }
+    if not executed.exists():
+        return RunStatus(run.name, "missing", ("no executed notebook",), **info)
+    recorded_quick = bool(meta.get("quick"))
+    reasons = []
+    if quick is not None and recorded_quick != quick:
+        reasons.append("computed in quick mode" if recorded_quick else "computed in full mode")
+    parameters = run.parameters_for(recorded_quick)
+    if "notebook_sha256_source" in meta:  # the components of the cache key are recorded one by one
+        if meta["notebook_sha256_source"] != file_digest(notebooks_dir / run.notebook):
+            reasons.append(f"notebook {run.notebook}")
+        if meta.get("parameters") != parameters:
+            reasons.append("parameters")
+        recorded = meta.get("package_sha256") or {}
+        changed = sorted(f for f in set(recorded) | set(package_files) if recorded.get(f) != package_files.get(f))
+        if changed:
+            reasons.append(f"package source ({', '.join(changed)})")
+        if meta.get("pins") != versions:
+            reasons.append("pins")
+    elif meta.get("cache_key") != cache_key(run, notebooks_dir, recorded_quick, package_digest, versions):
+        # results written before the components were recorded: only the combined key can be checked,
+        # and a change of parameters alone can be told (they were recorded)
+        before = dataclasses.replace(run, parameters=meta.get("parameters") or {}, quick_parameters={})
+        only_parameters = meta.get("parameters") is not None and meta.get("parameters") != parameters
+        only_parameters = only_parameters and meta.get("cache_key") == cache_key(
+            before, notebooks_dir, recorded_quick, package_digest, versions
+        )
+        reasons.append("parameters" if only_parameters else LEGACY_REASON)
+    for label, digest in (meta.get("inputs") or {}).items():
+        if _input_digest(label, results_dirs) != digest:
+            reasons.append(_input_reason(label))
+    if meta.get("notebook_sha256") != file_digest(executed):
+        reasons.append("executed notebook edited")
+    return RunStatus(run.name, "stale" if reasons else "fresh", tuple(reasons), **info)
+
+
+def run_status(
+    *,
+    quick: bool | None = False,
+    manifest: Path | None = None,
+    book_dir: Path | None = None,
+    results_dir: Path | None = None,
+    upstream_dir: Path | None = None,
+) -> list[RunStatus]:
+    """The state of every run of the manifest, in its order: fresh, stale (with what changed) or missing.
+
+    A run is stale when its notebook (`notebooks/<nb>`), its parameters, the package source, the pins,
+    a file it read (a dataset, another run's results) or its executed notebook differ from what its
+    results record; it is missing without executed notebook (`<book>/runs/<name>.ipynb`) or results.
+    `quick`: the mode the results should have been computed in (None: whichever they were).
+    """
+    manifest = Path(manifest or ROOT / "notebooks" / "runs.yml")
+    runs_dir = Path(book_dir or ROOT / "book") / "runs"
+    results_dir = Path(results_dir or _results.DATA / "results")
+    results_dirs = [results_dir] + ([Path(upstream_dir)] if upstream_dir else [_results.DATA / "results"])
+    runs = load_manifest(manifest, check_parameters=False)
+    package_files, package_digest, versions = package_file_digests(), _package_digest(), pinned_versions()
+    states = {
+        run.name: _status_of(
+            run,
+            _recorded_run(results_dir / f"{run.name}.json"),
+            runs_dir / f"{run.name}.ipynb",
+            quick,
+            manifest.parent,
+            package_files,
+            package_digest,
+            versions,
+            results_dirs,
+        )
+        for run in runs
+    }
+    by_name = {run.name: run for run in runs}
+    out = []
+    for run in runs:
+        ancestors, todo = set(), list(run.needs)
+        while todo:
+            need = todo.pop()
+            if need in by_name and need not in ancestors:
+                ancestors.add(need)
+                todo += by_name[need].needs
+        upstream = tuple(r.name for r in runs if r.name in ancestors and not states[r.name].fresh)
+        out.append(dataclasses.replace(states[run.name], upstream=upstream))
+    return out
+
+
+def _minutes(seconds: float) -> str:
+    return f"{seconds:.0f} s" if seconds < 120 else f"{seconds:.0f} s ({seconds / 60:.0f} min)"
+
+
+def format_plan(statuses: list[RunStatus], mode: str, jobs: int = 1) -> str:
+    """What a run of the study will execute: each run with its last recorded wall time, and the expected total.
+
+    `mode`: ``"missing"`` (missing runs only), ``"stale"`` (stale and missing) or ``"all"``.
+    """
+    todo = [s for s in statuses if mode == "all" or s.state == "missing" or (mode == "stale" and s.state == "stale")]
+    what = {"missing": "missing runs only", "stale": "stale and missing runs", "all": "every run"}[mode]
+    if not todo:
+        return f"plan: nothing to execute ({what}; {len(statuses)} run(s) checked)"
+    lines = [f"plan: execute {len(todo)} of {len(statuses)} run(s) ({what})"]
+    for s in todo:
+        wall = f"{s.wall_time_s:.0f} s last time" if s.wall_time_s is not None else "no recorded time"
+        lines.append(f"  {s.name:<24} {wall:>18}   {s.describe()}")
+    known = [s.wall_time_s for s in todo if s.wall_time_s is not None]
+    total, unknown = sum(known), len(todo) - len(known)
+    if not known:
+        lines.append("expected: unknown (no recorded wall time)")
+    else:
+        text = f"expected: {'at least ' if unknown else ''}{_minutes(total)} of notebook time"
+        if unknown:
+            text += f" ({unknown} run(s) without a recorded time)"
+        if jobs > 1:
+            text += f"; with --jobs {jobs}, roughly {_minutes(total / jobs)} of wall time"
+        lines.append(text)
+    if mode == "stale":
+        lines.append("runs that need these are rerun too where their results change (not counted above)")
+    return "\n".join(lines)
 
 
 # ----------------------------------------------------------------------------- one run, anywhere
@@ -349,6 +547,7 @@ def run_all(
     jobs: int = 1,
     only: list[str] | None = None,
     force: bool = False,
+    missing_only: bool = False,
     keep_going: bool = False,
     overrides: dict[str, dict] | None = None,
     manifest: Path | None = None,
@@ -368,13 +567,17 @@ def run_all(
     `concurrent.futures.Executor` (default: `jobs` local threads, each running
     one notebook kernel; a Dask cluster's `Client.get_executor()` works too).
 
+    Which runs execute: those that are not cached (stale or missing), every
+    one with `force`, or with `missing_only` only those without executed
+    notebook or results (a stale run is kept as it is; status ``"stale"``).
+    With `progress`, one line per executed run is printed as it starts and
+    ends (``started NAME``, ``finished NAME in S s``, ``failed NAME ...``).
+
     On a failure, no new run starts (with `keep_going`, every run that does
     not depend on a failed one still runs) and `RunFailed` is raised at the
     end naming every failure with its traceback. Runs that depend on a failed
     run are reported as skipped.
     """
-    from tqdm.auto import tqdm
-
     manifest = Path(manifest or ROOT / "notebooks" / "runs.yml")
     notebooks_dir = manifest.parent
     runs_dir = Path(book_dir or ROOT / "book") / "runs"
@@ -404,7 +607,7 @@ def run_all(
                 raise ValueError(f"run {run.name!r} needs the results of {need!r}; run it first (or name both)")
     runs_dir.mkdir(parents=True, exist_ok=True)
     results_dir.mkdir(parents=True, exist_ok=True)
-    digest, versions = _package_digest(), pinned_versions()
+    digest, versions, package_files = _package_digest(), pinned_versions(), package_file_digests()
     provenance = {**_environment(), **_git_state()}
     own_pool = executor is None
     pool = executor or concurrent.futures.ThreadPoolExecutor(max_workers=max(jobs, 1))
@@ -413,9 +616,14 @@ def run_all(
     statuses: dict[str, dict] = {}
     failures: list[dict] = []
     pending, running = list(runs), {}
-    bar = tqdm(total=len(runs), desc="notebook runs", unit="run", disable=not progress)
+    t_start = time.perf_counter()
 
-    def finish(run: Run, key: str, out: dict) -> dict:
+    def say(text: str) -> None:
+        if progress:
+            elapsed = int(time.perf_counter() - t_start)
+            print(f"[{elapsed // 3600:d}:{elapsed // 60 % 60:02d}:{elapsed % 60:02d}] {text}", flush=True)
+
+    def finish(run: Run, key: str, components: dict, out: dict) -> dict:
         final_nb, final_json = runs_dir / f"{run.name}.ipynb", results_dir / f"{run.name}.json"
         if not out["ok"]:
             if out["notebook"]:
@@ -442,6 +650,7 @@ def run_all(
             "quick": quick,
             "wall_time_s": out["wall_time_s"],
             "cache_key": key,
+            **components,
             "notebook_sha256": hashlib.sha256(notebook.encode()).hexdigest(),
             "inputs": inputs,
             **provenance,
@@ -466,32 +675,36 @@ def run_all(
                             "wall_time_s": 0.0,
                             "error": f"needs {blocked}",
                         }
-                        bar.update(1)
+                        say(f"skipped {run.name} (needs {', '.join(blocked)})")
                         progressed = True
                         continue
-                    if any(n in selected and statuses.get(n, {}).get("status") not in ("ran", "cached") for n in run.needs):
+                    if any(n in selected and statuses.get(n, {}).get("status") not in _DONE for n in run.needs):
                         continue
                     if len(running) >= capacity:  # submit no more than run at once: a failure then stops what is queued
                         break
                     pending.remove(run)
                     key = cache_key(run, notebooks_dir, quick, digest, versions)
-                    if not force and _cached(run, runs_dir, results_dir, key, results_dirs):
-                        statuses[run.name] = {"name": run.name, "status": "cached", "wall_time_s": 0.0}
-                        bar.update(1)
+                    final_json = results_dir / f"{run.name}.json"
+                    cached = not force and _cached(run, runs_dir, results_dir, key, results_dirs)
+                    present = (runs_dir / f"{run.name}.ipynb").exists() and _recorded_run(final_json) is not None
+                    if cached or (missing_only and not force and present):
+                        statuses[run.name] = {"name": run.name, "status": "cached" if cached else "stale", "wall_time_s": 0.0}
                         progressed = True
                         continue
                     for stale in (runs_dir / f"{run.name}.partial.ipynb", results_dir / f"{run.name}.partial.json"):
                         stale.unlink(missing_ok=True)
                     upstream = {n: json.loads(upstream_path(n).read_text()) for n in run.needs}
                     parameters = {**run.parameters_for(quick), "quick": quick}
+                    components = _components(run, notebooks_dir, quick, package_files, versions)
                     notebook_json = (notebooks_dir / run.notebook).read_text()
                     future = pool.submit(execute_notebook_task, notebook_json, parameters, upstream, log_output)
-                    running[future] = (run, key)
+                    running[future] = (run, key, components)
+                    say(f"started {run.name}")
             if not running:
                 break
             done, _ = concurrent.futures.wait(list(running), return_when=concurrent.futures.FIRST_COMPLETED)
             for future in done:
-                run, key = running.pop(future)
+                run, key, components = running.pop(future)
                 try:
                     out = future.result()
                 except Exception as err:  # the task itself could not run (worker lost, ...)
@@ -502,14 +715,13 @@ def run_all(
                         "traceback": "".join(traceback.format_exception(err)),
                         "wall_time_s": 0.0,
                     }
-                statuses[run.name] = finish(run, key, out)
-                bar.set_postfix_str(f"{run.name} {statuses[run.name]['status']}")
-                bar.update(1)
+                statuses[run.name] = finish(run, key, components, out)
+                ok = statuses[run.name]["status"] == "ran"
+                say(f"{'finished' if ok else 'failed'} {run.name} {'in' if ok else 'after'} {out['wall_time_s']:.0f} s")
             if failures and not keep_going:  # queued runs that have not started yet do not start
                 for future in [f for f in running if f.cancel()]:
                     pending.append(running.pop(future)[0])
     finally:
-        bar.close()
         if own_pool:
             pool.shutdown(wait=True)
     for run in pending:  # not started because an earlier run failed (without keep_going)
@@ -524,32 +736,59 @@ def run_all(
 # ----------------------------------------------------------------------------- the book
 
 
-def write_reproducibility_page(book_dir: Path, results_dir: Path | None = None, manifest: Path | None = None) -> Path:
-    """`<book>/reproducibility.md`: for every run, its effective parameters, wall time, cache key and provenance."""
+def _md(text: str) -> str:
+    """Plain text safe in a Markdown table cell (MyST): markup characters escaped."""
+    return re.sub(r"([\\`*_\[\]<>|#$])", r"\\\1", str(text))
+
+
+def write_reproducibility_page(
+    book_dir: Path,
+    results_dir: Path | None = None,
+    manifest: Path | None = None,
+    statuses: list[RunStatus] | None = None,
+) -> Path:
+    """`<book>/reproducibility.md`: for every run, whether it is fresh or stale (and why), the commit that
+    computed it, its wall time, effective parameters, cache key and environment."""
     results_dir = Path(results_dir or _results.DATA / "results")
     runs = load_manifest(manifest, check_parameters=False)
+    if statuses is None:
+        statuses = run_status(quick=None, manifest=manifest, book_dir=book_dir, results_dir=results_dir)
+    state = {s.name: s for s in statuses}
     lines = [
         "# Reproducibility",
         "",
         "Generated from the results of the runs (`data/results/*.json`) when the book is built. "
-        "Every number in the book comes from one of these runs; `make book` reruns those whose inputs changed.",
+        "Every number in the book comes from one of these runs. A run is *fresh* when its notebook, parameters, "
+        "package source, pinned versions and every file it read are as they were when it was computed, *stale* "
+        "otherwise (its page then says so); `make book` executes only missing runs, `make rebuild` reruns the "
+        "stale ones, and `python -m crnn.study status` lists them.",
         "",
-        "| Run | Notebook | Mode | Wall time (s) | Cache key | Git commit | Clean tree |",
-        "|---|---|---|---:|---|---|---|",
+        "| Run | State | Notebook | Mode | Wall time (s) | Git commit | Clean tree | Cache key |",
+        "|---|---|---|---|---:|---|---|---|",
     ]
     metas = []
     for run in runs:
         path = results_dir / f"{run.name}.json"
-        meta = json.loads(path.read_text()).get("run", {}) if path.exists() else {}
+        meta = _recorded_run(path) or {}
         metas.append((run, meta))
         commit = (meta.get("git_commit") or "unknown")[:10]
         clean = {True: "yes", False: "no"}.get(meta.get("git_clean"), "unknown")
         mode = "quick" if meta.get("quick") else "full" if meta else "not run"
         wall = f"{meta['wall_time_s']:.1f}" if meta.get("wall_time_s") is not None else "–"
+        s = state.get(run.name)
+        if s is None:
+            fresh = "unknown"
+        elif s.state == "stale":
+            fresh = "**stale**: " + _md("; ".join(s.reasons))
+        else:
+            fresh = s.state + (f": {_md('; '.join(s.reasons))}" if s.state == "missing" and s.reasons else "")
         lines.append(
-            f"| [{run.title or run.name}](runs/{run.name}) | `{run.notebook}` | {mode} | {wall} | "
-            f"`{(meta.get('cache_key') or '')[:12]}` | `{commit}` | {clean} |"
+            f"| [{run.title or run.name}](runs/{run.name}) | {fresh} | `{run.notebook}` | {mode} | {wall} | "
+            f"`{commit}` | {clean} | `{(meta.get('cache_key') or '')[:12]}` |"
         )
+    stale = [s for s in statuses if s.state != "fresh"]
+    if stale:
+        lines += ["", f"{len(stale)} of {len(statuses)} runs are not fresh; `make rebuild` updates them."]
     env = next((m for _, m in metas if m.get("versions")), {})
     if env:
         lines += ["", "## Environment", "", f"Python {env.get('python')} on {env.get('platform')}.", ""]
@@ -572,10 +811,31 @@ def write_reproducibility_page(book_dir: Path, results_dir: Path | None = None, 
     return path
 
 
-def build_book(book_dir: Path | None = None, *, results_dir: Path | None = None, strict: bool = True) -> Path:
-    """Build the static HTML book with Jupyter Book 1 (warnings are errors); returns the HTML folder."""
+STALE_FILE = "_stale.json"  # written into the book folder by build_book, read by book/_ext/stale_pages.py
+
+
+def write_stale_file(book_dir: Path, statuses: list[RunStatus]) -> Path:
+    """`<book>/_stale.json`: page (``runs/<name>``) -> what changed and the commit that computed it, for every
+    stale run. The book's extension `stale_pages` opens each of these pages with a warning; the executed
+    notebooks themselves are left as they are."""
+    stale = {
+        f"runs/{s.name}": {"run": s.name, "reasons": list(s.reasons), "git_commit": s.git_commit, "git_clean": s.git_clean}
+        for s in statuses
+        if s.state == "stale"
+    }
+    return dump_json(stale, Path(book_dir) / STALE_FILE)
+
+
+def build_book(
+    book_dir: Path | None = None, *, results_dir: Path | None = None, manifest: Path | None = None, strict: bool = True
+) -> Path:
+    """Build the static HTML book with Jupyter Book 1 (warnings are errors) from the executed notebooks in
+    `<book>/runs`, executing nothing; returns the HTML folder. Pages of stale runs open with a warning
+    (whether a run is fresh is judged in the mode it was computed in: quick books are not stale for being quick)."""
     book_dir = Path(book_dir or ROOT / "book")
-    write_reproducibility_page(book_dir, results_dir)
+    statuses = run_status(quick=None, manifest=manifest, book_dir=book_dir, results_dir=results_dir)
+    write_stale_file(book_dir, statuses)
+    write_reproducibility_page(book_dir, results_dir, manifest, statuses)
     cmd = [sys.executable, "-c", "from jupyter_book.cli.main import main; main()", "build", str(book_dir), "--keep-going"]
     if strict:
         cmd.append("--warningiserror")
@@ -585,9 +845,11 @@ def build_book(book_dir: Path | None = None, *, results_dir: Path | None = None,
     return book_dir / "_build" / "html"
 
 
-def prepare_book_copy(target: Path) -> Path:
-    """Copy the book sources (not its build or runs) to `target`, for building elsewhere."""
-    shutil.copytree(ROOT / "book", target, ignore=shutil.ignore_patterns("_build", "runs", "reproducibility.md"))
+def prepare_book_copy(target: Path, *, with_runs: bool = False) -> Path:
+    """Copy the book sources to `target`, for building elsewhere: not its build or generated pages, and its
+    executed notebooks (`runs/`, committed results) only `with_runs`."""
+    ignore = ["_build", "reproducibility.md", STALE_FILE, "*.partial.ipynb", "*.tmp"] + ([] if with_runs else ["runs"])
+    shutil.copytree(ROOT / "book", target, ignore=shutil.ignore_patterns(*ignore))
     return target
 
 
@@ -627,42 +889,62 @@ def _parse_overrides(pairs: list[str] | None, params_file: Path | None) -> dict:
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(prog="python -m crnn.study", description=__doc__.split("\n\n")[0])
     sub = parser.add_subparsers(dest="command", required=True)
+    helps = {
+        "run": "execute the notebook runs that are stale or missing (--force: all)",
+        "book": "execute the missing runs (--rebuild: stale ones too; --force: all), then build the book",
+    }
     for name in ("run", "book"):
-        p = sub.add_parser(name, help="execute the notebook runs" + (" and build the book" if name == "book" else ""))
+        p = sub.add_parser(name, help=helps[name])
         p.add_argument("names", nargs="*", metavar="NAME", help="runs to execute (default: all of notebooks/runs.yml)")
         p.add_argument("--only", nargs="+", metavar="NAME", help="same as naming the runs")
         p.add_argument("--quick", action="store_true", help="small, fast versions of every run (for tests)")
         p.add_argument("--jobs", type=int, default=1, help="runs executed at once (local)")
         p.add_argument("--force", action="store_true", help="rerun even when cached")
+        if name == "book":
+            p.add_argument("--rebuild", action="store_true", help="also rerun stale runs (default: execute missing runs only)")
         p.add_argument("--keep-going", action="store_true", help="after a failure, still run what does not depend on it")
         p.add_argument("--log-output", action="store_true", help="stream the notebooks' output")
         p.add_argument("--scheduler", metavar="ADDRESS", help="run on an existing Dask cluster (tcp://host:8786)")
         p.add_argument("--book-dir", type=Path, help="book folder (executed notebooks go to its runs/); default book/")
         p.add_argument("--results-dir", type=Path, help="results folder; default data/results")
+        p.add_argument("--manifest", type=Path, help="the runs; default notebooks/runs.yml")
         if name == "run":
             p.add_argument("--set", action="append", metavar="KEY=VALUE", help="change a parameter of the one run named")
             p.add_argument("--params", type=Path, metavar="FILE", help="YAML file of parameters for the one run named")
             p.add_argument("--out", type=Path, help="output folder of a run with changed parameters (default scratch/)")
             p.add_argument("--canonical", action="store_true", help="write a run with changed parameters to the canonical places")
-    b = sub.add_parser("build", help="build the book from the executed notebooks")
-    b.add_argument("--book-dir", type=Path, help="book folder; default book/")
-    b.add_argument("--results-dir", type=Path, help="results folder; default data/results")
+    b = sub.add_parser("build", help="build the book from the executed notebooks (executes nothing)")
+    st = sub.add_parser("status", help="per run: fresh, stale (what changed) or missing; exit status 0 only when all are fresh")
+    st.add_argument("--quick", action="store_true", help="judge against quick-mode runs (default: full runs)")
+    for p in (b, st):
+        p.add_argument("--book-dir", type=Path, help="book folder; default book/")
+        p.add_argument("--results-dir", type=Path, help="results folder; default data/results")
+        p.add_argument("--manifest", type=Path, help="the runs; default notebooks/runs.yml")
     sub.add_parser("data", help="write the canonical datasets of data/datasets.yml")
     args = parser.parse_args(argv)
     t0 = time.perf_counter()
     client = None
     try:
+        if args.command == "status":
+            statuses = run_status(quick=args.quick, manifest=args.manifest, book_dir=args.book_dir, results_dir=args.results_dir)
+            print(format_status(statuses), flush=True)
+            return 0 if all(s.fresh for s in statuses) else 1
         if args.command in ("run", "book"):
             names = list(args.names or []) + list(args.only or [])
-            kwargs = dict(book_dir=args.book_dir, results_dir=args.results_dir)
+            kwargs = dict(book_dir=args.book_dir, results_dir=args.results_dir, manifest=args.manifest)
             overrides = _parse_overrides(getattr(args, "set", None), getattr(args, "params", None))
+            missing_only = args.command == "book" and not args.rebuild and not args.force
             if overrides:
                 if len(names) != 1:
                     raise ValueError("--set/--params change the parameters of one run: name exactly one")
                 if not args.canonical:
                     out = args.out or ROOT / "scratch"
-                    kwargs = dict(book_dir=out, results_dir=out / "results")
+                    kwargs = dict(book_dir=out, results_dir=out / "results", manifest=args.manifest)
                     print(f"changed parameters: outputs go to {out} (canonical results untouched; --canonical to replace them)")
+            else:
+                before = run_status(quick=args.quick, **kwargs)
+                mode = "all" if args.force else "missing" if missing_only else "stale"
+                print(format_plan([s for s in before if not names or s.name in names], mode, args.jobs), flush=True)
             executor = None
             if args.scheduler:
                 from distributed import Client
@@ -675,6 +957,7 @@ def main(argv=None) -> int:
                     jobs=args.jobs,
                     only=names or None,
                     force=args.force,
+                    missing_only=missing_only,
                     keep_going=args.keep_going,
                     overrides={names[0]: overrides} if overrides else None,
                     log_output=args.log_output,
@@ -689,8 +972,15 @@ def main(argv=None) -> int:
             for path in make_datasets():
                 print(f"wrote {path}")
         if args.command in ("build", "book"):
-            html = build_book(args.book_dir, results_dir=args.results_dir)
+            html = build_book(args.book_dir, results_dir=args.results_dir, manifest=args.manifest)
             print(f"book built: {html / 'index.html'}")
+            quick = args.quick if args.command == "book" else None  # build: judged as the pages are (in each run's mode)
+            after = run_status(quick=quick, manifest=args.manifest, book_dir=args.book_dir, results_dir=args.results_dir)
+            stale = [s for s in after if not s.fresh]
+            if stale:
+                print(f"{len(stale)} run(s) not fresh (the pages of stale runs open with a warning):")
+                print(format_status(stale, summary=False))
+                print("update them with: make rebuild   (python -m crnn.study book --rebuild --jobs N)")
     except (RunFailed, RuntimeError, ValueError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 1
@@ -699,6 +989,18 @@ def main(argv=None) -> int:
             client.close()
     print(f"total {time.perf_counter() - t0:.1f} s")
     return 0
+
+
+def format_status(statuses: list[RunStatus], summary: bool = True) -> str:
+    """One line per run (name, then fresh, stale (what changed) or missing), and a count."""
+    width = max([len(s.name) for s in statuses] + [20])
+    lines = [f"{s.name:<{width}}  {s.describe()}" for s in statuses]
+    if summary:
+        counts = {state: sum(s.state == state for s in statuses) for state in ("fresh", "stale", "missing")}
+        lines.append(", ".join(f"{n} {state}" for state, n in counts.items()))
+        if counts["stale"] or counts["missing"]:
+            lines.append("update: make rebuild (stale and missing runs), or make book (missing runs only)")
+    return "\n".join(lines)
 
 
 def _print_statuses(statuses: list[dict]) -> None:

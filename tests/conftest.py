@@ -61,3 +61,20 @@ def quick_book_html(request):
         return Path(given)
     book, results, _ = request.getfixturevalue("quick_study")
     return study.build_book(book, results_dir=results)
+
+
+@pytest.fixture(scope="session")
+def full_book_html(tmp_path_factory):
+    """The static HTML book built from the committed full runs (book/runs, data/results) in a temporary
+    copy of the book, executing nothing. Skipped, naming them, where some runs are missing (no committed
+    executed notebook or results): `make book` executes those."""
+    from crnn import results, study
+
+    missing = [s.name for s in study.run_status() if s.state == "missing"]
+    if missing:
+        pytest.skip(
+            f"full book SKIPPED: {len(missing)} run(s) without a committed executed notebook or results "
+            f"({', '.join(missing)}); make book executes them"
+        )
+    book = study.prepare_book_copy(tmp_path_factory.mktemp("full") / "book", with_runs=True)
+    return study.build_book(book, results_dir=results.DATA / "results")

@@ -1,12 +1,18 @@
-"""Every notebook run in quick mode, the book built from them, and that book in a real browser.
+"""Every notebook run in quick mode, the book built from them, the book of the committed full runs, and
+both books in a real browser.
 
 The quick runs go to a temporary book copy and results folder (conftest: `quick_study`), so the
-full results in data/results and book/runs are never touched by the tests. The tests of this one
-file share that quick study: `make test` distributes whole files over its pytest workers
-(`--dist loadfile`), so one worker builds it while the other runs the rest of the suite.
+full results in data/results and book/runs are never touched by the tests. The full book is built
+from the committed executed notebooks (book/runs) and results (data/results) in a temporary copy,
+executing nothing (conftest: `full_book_html`); where a run has no committed executed notebook or
+results, the full-book tests are skipped with a message naming those runs (`make book` executes
+them). The tests of this one file share the quick study and both books: `make test` distributes
+whole files over its pytest workers (`--dist loadfile`), so one worker builds them while the other
+runs the rest of the suite.
 
 The browser tests use headless Chromium (Debian's package) driven by Playwright.
 
+The leak, link and browser checks run on both books (quick and full).
 Every page loads with no console error and no request leaving this machine; the mathematics is
 typeset by the bundled MathJax; every image has loaded and has alternative text; every internal
 link resolves; axe-core finds no serious or critical accessibility violation.
@@ -50,14 +56,32 @@ def test_every_run_executes_in_quick_mode(quick_study):
     assert len(sindy["comparison"]) == 4
 
 
-def test_book_builds_offline_from_the_runs(quick_book_html):
-    html = quick_book_html
+@pytest.fixture(scope="module", params=["quick", "full"])
+def book_html(request):
+    """(kind, html folder) of the book built from the quick runs, then of the book of the committed full runs."""
+    return request.param, request.getfixturevalue(f"{request.param}_book_html")
+
+
+def _stale_pages(html: Path) -> set[str]:
+    return {p.stem for p in (html / "runs").glob("*.html") if "crnn-stale" in p.read_text()}
+
+
+def test_book_builds_offline_from_the_runs(book_html, request):
+    kind, html = book_html
     for page in ["intro", "runs/case1-order-penalty", "runs/case4-stiffness", "runs/conclusions"]:
         assert (html / f"{page}.html").exists(), page
     index = (html / "runs" / "conclusions.html").read_text()
-    if not os.environ.get("CRNN_TEST_BOOK_HTML"):  # a quick book (not a full one given to re-check)
+    quick_text = re.search(r"quick test runs \(\w", index)
+    if kind == "full":  # the full book's numbers come from full runs
+        assert quick_text is None
+        stale = {s.name for s in study.run_status(quick=None) if s.state == "stale"}
+        assert _stale_pages(html) == stale  # a warning atop exactly the pages of stale runs
+    elif not os.environ.get("CRNN_TEST_BOOK_HTML"):  # a quick book (not a full one given to re-check)
         # the build says, in the text and not only in the folded source, when its numbers come from quick runs
-        assert re.search(r"quick test runs \(\w", index) is not None
+        assert quick_text is not None
+        book, results, _ = request.getfixturevalue("quick_study")
+        stale = [s for s in study.run_status(quick=None, book_dir=book, results_dir=results) if not s.fresh]
+        assert not stale and not _stale_pages(html), stale  # quick runs just computed: fresh, not stale for being quick
     scripts = re.findall(r'<script[^>]*src="([^"]+)"', (html / "intro.html").read_text())
     assert any("mathjax" in s for s in scripts)
     assert not [s for s in scripts if s.startswith(("http:", "https:", "//"))], scripts
@@ -89,12 +113,13 @@ def _skip_or_fail(reason: str):
 
 
 @pytest.fixture(scope="module")
-def served_book(quick_book_html):
-    handler = functools.partial(_QuietHandler, directory=str(quick_book_html))
+def served_book(book_html):
+    _, html = book_html
+    handler = functools.partial(_QuietHandler, directory=str(html))
     server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
-    yield quick_book_html, f"http://127.0.0.1:{server.server_address[1]}/"
+    yield html, f"http://127.0.0.1:{server.server_address[1]}/"
     server.shutdown()
 
 

@@ -2,6 +2,7 @@
 
 import json
 import math
+import re
 import shutil
 
 import nbformat
@@ -40,8 +41,7 @@ def _run(project, **kw):
         manifest=project / "notebooks" / "runs.yml",
         book_dir=project / "book",
         results_dir=project / "results",
-        progress=False,
-        **kw,
+        **{"progress": False, **kw},
     )
 
 
@@ -202,3 +202,239 @@ def test_the_study_manifest_is_valid():
     for group in same_notebook.values():  # pages of one notebook need titles that tell them apart
         if len(group) > 1:
             assert len({r.title for r in group}) == len(group) and all(group_run.title for group_run in group)
+
+
+# ----------------------------------------------------------------------------- freshness: status, book, stale pages
+
+
+def _status(project, quick=True, **kw):
+    got = study.run_status(
+        quick=quick, manifest=project / "notebooks" / "runs.yml", book_dir=project / "book", results_dir=project / "results", **kw
+    )
+    return {s.name: s for s in got}
+
+
+def _cli(project, *argv):
+    where = ["--manifest", str(project / "notebooks" / "runs.yml"), "--book-dir", str(project / "book")]
+    return study.main([*argv, *where, "--results-dir", str(project / "results")])
+
+
+@pytest.fixture
+def two_notebooks(project):
+    """The `project`, its second run on a notebook of its own."""
+    shutil.copy(project / "notebooks" / "good.ipynb", project / "notebooks" / "other.ipynb")
+    manifest = project / "notebooks" / "runs.yml"
+    manifest.write_text(manifest.read_text().replace("{name: two, notebook: good.ipynb", "{name: two, notebook: other.ipynb"))
+    return project
+
+
+@pytest.mark.slow
+def test_status_names_what_changed(two_notebooks, monkeypatch, capsys):
+    project = two_notebooks
+    package = project / "package"
+    package.mkdir()
+    for file in study.PACKAGE.glob("*.py"):
+        shutil.copy(file, package / file.name)
+    monkeypatch.setattr(study, "PACKAGE", package)  # a copy of the package source, to edit
+    _run(project, quick=True)
+    status = _status(project)
+    assert {n: (s.state, s.reasons) for n, s in status.items()} == {"one": ("fresh", ()), "two": ("fresh", ())}
+    assert status["two"].wall_time_s > 0 and status["two"].git_commit == study._git_state()["git_commit"]
+    recorded = json.loads((project / "results" / "two.json").read_text())["run"]
+    assert recorded["notebook_sha256_source"] == results_module.file_digest(project / "notebooks" / "other.ipynb")
+    assert set(recorded["package_sha256"]) == {f.name for f in package.glob("*.py")} - {"study.py"}
+    assert recorded["pins"] == study.pinned_versions() and recorded["parameters"] == {"value": 2}
+    assert _cli(project, "status", "--quick") == 0
+    assert "0 stale, 0 missing" in capsys.readouterr().out
+    assert _cli(project, "status") == 1  # judged against full runs, these quick ones are stale
+    assert "stale (computed in quick mode)" in capsys.readouterr().out
+
+    good = project / "notebooks" / "good.ipynb"
+    original = good.read_bytes()
+    good.write_bytes(original + b" ")  # one byte appended to one run's notebook
+    assert _cli(project, "status", "--quick") == 1
+    lines = capsys.readouterr().out.splitlines()
+    assert any(line.startswith("one") and line.endswith("stale (notebook good.ipynb)") for line in lines), lines
+    assert any(line.startswith("two") and line.endswith("fresh") for line in lines), lines
+    good.write_bytes(original)
+
+    manifest = project / "notebooks" / "runs.yml"
+    manifest.write_text(manifest.read_text().replace("parameters: {value: 2}", "parameters: {value: 3}"))
+    assert {n: s.reasons for n, s in _status(project).items()} == {"one": (), "two": ("parameters",)}
+    manifest.write_text(manifest.read_text().replace("parameters: {value: 3}", "parameters: {value: 2}"))
+
+    with open(package / "_loss.py", "a") as f:
+        f.write("\n# an edit\n")
+    (package / "new_module.py").write_text("x = 1\n")
+    (package / "study.py").write_text("# the runner changes no result\n")
+    assert _status(project)["one"].reasons == ("package source (_loss.py, new_module.py)",)
+    (package / "new_module.py").unlink()
+    shutil.copy(study.ROOT / "crnn" / "_loss.py", package / "_loss.py")
+    assert _status(project)["one"].fresh
+
+    pins = study.pinned_versions()
+    monkeypatch.setattr(study, "pinned_versions", lambda groups=None: {**pins, "dependencies": ["jax==0.0.1"]})
+    assert [s.reasons for s in _status(project).values()] == [("pins",), ("pins",)]
+    monkeypatch.undo()
+    monkeypatch.setattr(study, "PACKAGE", package)
+
+    executed = project / "book" / "runs" / "one.ipynb"
+    executed.write_text(executed.read_text().replace("Text.", "Text, edited by hand."))
+    assert _status(project)["one"].reasons == ("executed notebook edited",)
+    executed.unlink()
+    assert (_status(project)["one"].state, _status(project)["one"].reasons) == ("missing", ("no executed notebook",))
+    (project / "results" / "two.json").unlink()
+    assert _status(project)["two"].state == "missing"
+    assert _cli(project, "status", "--quick") == 1
+    assert "0 fresh, 0 stale, 2 missing" in capsys.readouterr().out
+
+
+@pytest.mark.slow
+def test_status_of_results_that_record_only_the_combined_key(two_notebooks):
+    project = two_notebooks
+    _run(project, quick=True)
+    path = project / "results" / "two.json"
+    data = json.loads(path.read_text())
+    for key in ("notebook_sha256_source", "package_sha256", "pins"):
+        del data["run"][key]  # as written before the components were recorded
+    path.write_text(json.dumps(data))
+    assert _status(project)["two"].fresh  # the recomputed key matches
+    manifest = project / "notebooks" / "runs.yml"
+    manifest.write_text(manifest.read_text().replace("parameters: {value: 2}", "parameters: {value: 3}"))
+    assert _status(project)["two"].reasons == ("parameters",)  # the parameters alone explain the new key
+    with open(project / "notebooks" / "other.ipynb", "a") as f:
+        f.write(" ")
+    assert _status(project)["two"].reasons == (study.LEGACY_REASON,)
+    assert _status(project)["one"].fresh
+
+
+@pytest.mark.slow
+def test_book_mode_executes_missing_runs_and_keeps_stale_ones(two_notebooks, capsys):
+    project = two_notebooks
+    _run(project, quick=True)
+    with open(project / "notebooks" / "good.ipynb", "a") as f:
+        f.write(" ")  # run one is now stale
+    one_before = (project / "results" / "one.json").read_text()
+    (project / "book" / "runs" / "two.ipynb").unlink()  # run two is now missing
+    statuses = {s["name"]: s["status"] for s in _run(project, quick=True, missing_only=True, progress=True)}
+    assert statuses == {"one": "stale", "two": "ran"}
+    assert (project / "results" / "one.json").read_text() == one_before  # not re-executed
+    out = capsys.readouterr().out
+    assert "started two" in out and re.search(r"finished two in \d+ s", out) and "started one" not in out
+    status = _status(project)
+    assert status["one"].reasons == ("notebook good.ipynb",) and status["two"].fresh
+    assert [s["status"] for s in _run(project, quick=True)] == ["ran", "cached"]  # the rebuild semantics: stale reruns
+
+
+def test_the_plan_lists_runs_with_their_last_wall_time():
+    statuses = [
+        study.RunStatus("a", "fresh", wall_time_s=10.0),
+        study.RunStatus("b", "stale", ("parameters",), wall_time_s=100.0),
+        study.RunStatus("c", "missing", ("no results",)),
+        study.RunStatus("d", "missing", ("no executed notebook",), wall_time_s=300.0),
+    ]
+    missing = study.format_plan(statuses, "missing", jobs=2)
+    assert "execute 2 of 4" in missing and "\n  c " in missing and "\n  d " in missing and "\n  b " not in missing
+    assert "at least 300 s (5 min)" in missing and "1 run(s) without a recorded time" in missing
+    assert "--jobs 2, roughly 150 s" in missing
+    stale = study.format_plan(statuses, "stale")
+    assert "execute 3 of 4" in stale and "stale (parameters)" in stale and "at least 400 s" in stale and "--jobs" not in stale
+    assert "execute 4 of 4" in study.format_plan(statuses, "all", jobs=4)
+    assert "nothing to execute" in study.format_plan(statuses[:1], "stale")
+
+
+def test_stale_pages_file_lists_stale_runs_only(tmp_path):
+    statuses = [
+        study.RunStatus("a", "fresh", git_commit="1" * 40),
+        study.RunStatus("b", "stale", ("notebook b.ipynb", "results of a"), git_commit="2" * 40, git_clean=True),
+        study.RunStatus("c", "missing", ("no results",)),
+    ]
+    study.write_stale_file(tmp_path, statuses)
+    got = json.loads((tmp_path / "_stale.json").read_text())
+    entry = {"run": "b", "reasons": ["notebook b.ipynb", "results of a"], "git_commit": "2" * 40, "git_clean": True}
+    assert got == {"runs/b": entry}
+
+
+@pytest.mark.slow
+def test_status_names_changed_data_and_upstream_results(tmp_path, monkeypatch):
+    data = tmp_path / "data"
+    data.mkdir()
+    for ext in (".csv", ".json"):
+        shutil.copy(study.ROOT / "data" / ("classic_noise5" + ext), data / ("classic_noise5" + ext))
+    monkeypatch.setenv("CRNN_DATA_DIR", str(data))
+    monkeypatch.setattr(results_module, "DATA", data)
+    nbdir = tmp_path / "notebooks"
+    nbdir.mkdir()
+    reader = "import crnn\nr = crnn.Results(results_path)\nr['n'] = 1\nr.save()"
+    _notebook(nbdir / "read.ipynb", f"crnn.load_dataset('classic_noise5')\n{reader}", params="import crnn")
+    _notebook(
+        nbdir / "down.ipynb", f"crnn.load_results('a', __import__('pathlib').Path(results_path).parent)\n{reader}", "import crnn"
+    )
+    (nbdir / "runs.yml").write_text(
+        "runs:\n  - {name: a, notebook: read.ipynb}\n  - {name: c, notebook: down.ipynb, needs: [a]}\n"
+    )
+    _run(tmp_path, quick=True)
+    assert all(s.fresh and not s.upstream for s in _status(tmp_path).values())
+    with open(data / "classic_noise5.json", "a") as f:
+        f.write(" ")
+    status = _status(tmp_path)
+    assert status["a"].reasons == ("data file classic_noise5.json",)
+    assert status["c"].fresh and status["c"].upstream == ("a",)  # its input, a's results, has not changed yet
+    assert status["c"].describe() == "fresh (upstream not fresh: a)"
+    shutil.copy(study.ROOT / "data" / "classic_noise5.json", data / "classic_noise5.json")
+    path = tmp_path / "results" / "a.json"
+    path.write_text(path.read_text().replace('"n": 1', '"n": 2'))  # a's results changed (as a rerun could change them)
+    status = _status(tmp_path)
+    assert status["a"].fresh and status["c"].reasons == ("results of a",)
+
+
+@pytest.fixture
+def tiny_book(two_notebooks):
+    """A book of the project's two runs, with the study's configuration, extensions and styles."""
+    book = two_notebooks / "book"
+    book.mkdir()
+    for name in ("_config.yml", "references.bib"):
+        shutil.copy(study.ROOT / "book" / name, book / name)
+    for name in ("_ext", "_static"):
+        shutil.copytree(study.ROOT / "book" / name, book / name, ignore=shutil.ignore_patterns("__pycache__"))
+    (book / "intro.md").write_text("# A tiny book\n\nIts runs are [one](runs/one) and [two](runs/two).\n")
+    (book / "_toc.yml").write_text(
+        "format: jb-book\nroot: intro\nchapters:\n  - file: runs/one\n  - file: runs/two\n  - file: reproducibility\n"
+    )
+    return two_notebooks
+
+
+@pytest.mark.slow
+def test_book_builds_missing_runs_and_marks_stale_pages(tiny_book, capsys):
+    project = tiny_book
+    html = project / "book" / "_build" / "html"
+    assert _cli(project, "book", "--quick") == 0
+    out = capsys.readouterr().out
+    assert "plan: execute 2 of 2 run(s) (missing runs only)" in out and "started one" in out and "book built" in out
+    assert "not fresh" not in out
+    assert "crnn-stale" not in (html / "runs" / "one.html").read_text()  # a fresh page shows nothing extra
+
+    executed = (project / "book" / "runs" / "one.ipynb").read_bytes()
+    results = (project / "results" / "one.json").read_bytes()
+    with open(project / "notebooks" / "good.ipynb", "a") as f:
+        f.write(" ")  # run one is stale now
+    assert _cli(project, "book", "--quick") == 0
+    out = capsys.readouterr().out
+    assert "plan: nothing to execute" in out and "started" not in out
+    assert "1 run(s) not fresh" in out and "stale (notebook good.ipynb)" in out and "make rebuild" in out
+    assert (project / "results" / "one.json").read_bytes() == results  # kept, not re-executed
+    assert (project / "book" / "runs" / "one.ipynb").read_bytes() == executed  # the warning is not written into it
+    page = (html / "runs" / "one.html").read_text()
+    text = re.sub(r"<[^>]+>", "", page)
+    assert "crnn-stale" in page and "This page is stale" in text and "what changed since: notebook good.ipynb" in text
+    assert re.search(r"computed at commit [0-9a-f]{10}", text) and "Run make rebuild to update it" in text
+    assert text.index("This page is stale") < text.index("Text.")  # at the top, before the page's own text
+    assert "crnn-stale" not in (html / "runs" / "two.html").read_text()
+    repro = (html / "reproducibility.html").read_text()
+    assert re.search(r"<strong>stale</strong>: notebook good.ipynb", repro), repro[:3000]
+
+    assert _cli(project, "book", "--quick", "--rebuild") == 0
+    out = capsys.readouterr().out
+    assert "plan: execute 1 of 2 run(s) (stale and missing runs)" in out and "started one" in out and "started two" not in out
+    assert "crnn-stale" not in (html / "runs" / "one.html").read_text()  # the incremental build read the page again
+    assert "<strong>stale</strong>" not in (html / "reproducibility.html").read_text()
