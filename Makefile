@@ -1,11 +1,11 @@
-# Two commands rebuild everything: `make book` and `make test`.
+# Two commands: `make book` (the book, from the committed runs) and `make test`; `make rebuild` reruns what is stale.
 PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-$(shell cksum pyproject.toml | cut -d' ' -f1)
 JOBS ?= 2
 
-.PHONY: env test test-fast book lint bench lab clean
+.PHONY: env test test-fast book rebuild status lint bench lab clean
 
 env: $(STAMP)
 
@@ -26,9 +26,19 @@ test: env
 test-fast: env
 	$(BIN)/python -m pytest -m "not slow" -n $(TEST_WORKERS)
 
-# Every run of notebooks/runs.yml at full size, then the static HTML book.
+# The static HTML book from the committed runs (book/runs, data/results): executes only runs that are
+# missing; stale runs are kept (their pages say so) and listed at the end.
 book: env
 	$(BIN)/python -m crnn.study book --jobs $(JOBS)
+
+# Re-execute the stale and missing runs (ALL=1: every run), at full size, then build the book.
+# Prints the plan first (each run with its last wall time, the expected total), then a line per run.
+rebuild: env
+	$(BIN)/python -m crnn.study book --rebuild --jobs $(JOBS)$(if $(ALL), --force)
+
+# Per run: fresh, stale (what changed) or missing; fails unless every run is fresh.
+status: env
+	$(BIN)/python -m crnn.study status
 
 lint: env
 	$(BIN)/ruff check crnn tests bench
@@ -44,5 +54,6 @@ lab: env
 	$(BIN)/python -m pip install --quiet -e ".[dev,sindy,cluster,lab]"
 	$(BIN)/jupyter lab --notebook-dir=notebooks
 
+# Generated files only: book/runs holds committed results (the executed notebooks), kept.
 clean:
-	rm -rf book/_build book/runs book/reproducibility.md scratch .pytest_cache
+	rm -rf book/_build book/_stale.json book/reproducibility.md scratch .pytest_cache
