@@ -12,9 +12,27 @@ Modules whose names start with an underscore are internal (as in diffrax and equ
 contents may change without notice; everything public is re-exported here or in a namespace above.
 """
 
+import os as _os
+from pathlib import Path as _Path
+
 import jax as _jax
 
 _jax.config.update("jax_enable_x64", True)
+
+
+def _use_compilation_cache() -> None:
+    """A persistent JAX compilation cache in the project's `.cache/jax` (ignored by git), shared by the
+    runner, the notebooks' kernels and the tests: a kernel that starts cold reuses what an earlier one
+    compiled. `CRNN_JAX_CACHE` names another folder, or `0` turns it off."""
+    root = _Path(__file__).resolve().parents[1]
+    folder = _os.environ.get("CRNN_JAX_CACHE") or (str(root / ".cache" / "jax") if (root / "pyproject.toml").exists() else "")
+    if folder and folder != "0":
+        _jax.config.update("jax_compilation_cache_dir", folder)
+        _jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.0)
+        _jax.config.update("jax_persistent_cache_min_entry_size_bytes", 0)
+
+
+_use_compilation_cache()
 
 from ._data import Dataset as Dataset
 from ._data import make_dataset as make_dataset
@@ -26,7 +44,9 @@ from ._model import CRNN as CRNN
 from ._simulate import SimulationError as SimulationError
 from ._simulate import SolverConfig as SolverConfig
 from ._simulate import simulate as simulate
+from ._train import Adam as Adam
 from ._train import FitResult as FitResult
+from ._train import RandomStarts as RandomStarts
 from ._train import fit as fit
 from .results import Results as Results
 from .results import load_dataset as load_dataset
@@ -35,9 +55,11 @@ from .results import load_seed_reference as load_seed_reference
 
 __all__ = [
     "CRNN",
+    "Adam",
     "Dataset",
     "FitResult",
     "Mechanism",
+    "RandomStarts",
     "Reaction",
     "Results",
     "SimulationError",

@@ -239,7 +239,22 @@ def make_dataset(
     lo, hi = y0_range
     if not 0 <= lo <= hi:
         raise ValueError(f"y0_range must satisfy 0 <= low <= high, got {y0_range}")
+    given = reactants
     reactants = list(default_reactants(mechanism) if reactants is None else reactants)
+    if not reactants:
+        how = (
+            "given as []"
+            if given is not None
+            else ("default to the species no reaction produces, and every species here is produced by some reaction")
+        )
+        raise ValueError(
+            f"no species would start non-zero, so every concentration would be zero at all times: reactants {how}; "
+            f"pass reactants=[...] naming the species an experiment starts with (species: {list(mechanism.species)})"
+        )
+    if hi <= 0:
+        raise ValueError(
+            f"y0_range={tuple(y0_range)} gives every reactant a zero initial concentration; give it a positive upper end"
+        )
     observed = list(mechanism.species if observed is None else observed)
     for name in [*reactants, *observed]:
         if name not in mechanism.species:

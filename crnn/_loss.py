@@ -8,17 +8,23 @@ import jax.numpy as jnp
 __all__ = ["data_loss", "order_excess"]
 
 
-def data_loss(pred, data, scale):
-    """`sum_i mean_{experiments, times} |pred_i - data_i| / scale_i`.
+def data_loss(pred, data, scale, experiments=None):
+    """`sum_i mean_{experiments, times} |pred_i - data_i| / scale_i`: the study's loss.
 
     **Arguments:**
 
     - `pred`, `data`: (n_experiments, n_times, n_species) concentrations.
     - `scale`: (n_species,) the species scales sigma_i.
+    - `experiments`: optional (n_experiments,) boolean mask (or weights): the mean runs over these
+      experiments only (one solve of every experiment gives the loss of each subset; jit-friendly).
 
     **Returns:** a scalar. With one species and unit scale it is the plain MAE.
     """
-    return jnp.sum(jnp.mean(jnp.abs(pred - data), axis=(0, 1)) / scale)
+    per_experiment = jnp.mean(jnp.abs(pred - data), axis=1)  # (n_experiments, n_species)
+    if experiments is None:
+        return jnp.sum(jnp.mean(per_experiment, axis=0) / scale)
+    w = jnp.asarray(experiments, dtype=per_experiment.dtype)
+    return jnp.sum(jnp.sum(w[:, None] * per_experiment, axis=0) / jnp.sum(w) / scale)
 
 
 def order_excess(w_in, max_total_order: float = 2.0):

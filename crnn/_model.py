@@ -18,29 +18,59 @@ import numpy as np
 
 from ._mechanism import Mechanism
 
-__all__ = ["CRNN", "mass_action_rates", "mass_action_rhs"]
+__all__ = ["CRNN", "floored_logs", "mass_action_rates", "mass_action_rhs", "rates_from_logs"]
+
+
+def floored_logs(ys, floor: float):
+    """`ln max(y_i, floor)` of every species of a species-major state (a sequence of arrays)."""
+    return [jnp.log(jnp.maximum(v, floor)) for v in ys]
+
+
+def rates_from_logs(log_y, w_in, ln_k):
+    """`r_j = exp(ln_k[j] + sum_i w_in[j, i] ln y_i)` for species-major logs; a list over reactions.
+
+    Written as scalar-times-array sums rather than matrix products: XLA fuses them into a few
+    elementwise loops over the batch, much faster than batched tiny matmuls.
+    """
+    n_s = len(log_y)
+    return [jnp.exp(ln_k[j] + sum(w_in[j, i] * log_y[i] for i in range(n_s))) for j in range(ln_k.shape[-1])]
 
 
 def mass_action_rates(y, w_in, ln_k, floor: float = 0.0):
-    """Reaction rates `r_j = k_j prod_i y_i^{w_in[j, i]}` of one state `y`.
+    """Reaction rates `r_j = k_j prod_i y_i^{w_in[j, i]}`: the one mass-action law of the package.
 
-    With `floor > 0` the rates are computed as the CRNN does,
-    `exp(ln_k + w_in @ ln max(y, floor))`; with `floor = 0` as a product of
-    powers of `max(y, 0)`, exact also where a concentration is zero.
+    `y` is a state (an array whose last axis is the species) or a species-major state (a list of
+    arrays over a batch, as the Rosenbrock solver holds it); the rates come back in the same form
+    (last axis reactions, or a list over reactions). Only the first `n` columns of `w_in` are read
+    for `n` species in `y`, so the rates without the factors of further (e.g. hidden) species are the
+    same call on fewer species. With `floor > 0` the rates are computed as the CRNN does,
+    `exp(ln_k + w_in @ ln max(y, floor))`; with `floor = 0` as a product of powers of `max(y, 0)`,
+    exact also where a concentration is zero. (The array form is written with broadcasts, the
+    species-major one with scalar-times-array sums: each is what XLA compiles and runs fastest in its
+    layout.)
     """
-    # Written as broadcasts and sums rather than matrix products: XLA fuses
-    # these into one loop, which is much faster than batched tiny matmuls
-    # once vmapped over experiments and random starts.
+    if isinstance(y, (list, tuple)):
+        if floor > 0:
+            return rates_from_logs(floored_logs(y, floor), w_in, ln_k)
+        return [jnp.exp(ln_k[j]) * jnp.prod(jnp.stack([_power(v, w_in[j, i]) for i, v in enumerate(y)]), axis=0)
+                for j in range(ln_k.shape[-1])]  # fmt: skip
+    w = w_in[..., : y.shape[-1]]
     if floor > 0:
-        return jnp.exp(ln_k + jnp.sum(w_in * jnp.log(jnp.maximum(y, floor)), axis=-1))
-    yc = jnp.maximum(y, 0.0)
-    powers = jnp.where(w_in > 0, yc[None, :] ** jnp.where(w_in > 0, w_in, 1.0), 1.0)
-    return jnp.exp(ln_k) * jnp.prod(powers, axis=1)
+        return jnp.exp(ln_k + jnp.sum(w * jnp.log(jnp.maximum(y, floor))[..., None, :], axis=-1))
+    return jnp.exp(ln_k) * jnp.prod(_power(y[..., None, :], w), axis=-1)
+
+
+def _power(y, w):
+    """`max(y, 0) ** w` for orders `w >= 0`, with `0 ** 0 = 1`, differentiable in `w` also at `w = 0`
+    (`y^w ln y` where y > 0; a power written with `where(w > 0, ...)` would have no derivative there)."""
+    positive = y > 0
+    return jnp.where(positive, jnp.exp(w * jnp.log(jnp.where(positive, y, 1.0))), jnp.where(w > 0, 0.0, 1.0))
 
 
 def mass_action_rhs(y, w_in, ln_k, w_out, floor: float = 0.0):
-    """`dy/dt = w_out^T r(y)` for weights with rows reactions and columns species."""
-    return jnp.sum(mass_action_rates(y, w_in, ln_k, floor)[:, None] * w_out, axis=0)
+    """`dy/dt = w_out^T r(y)` of a state `y` (last axis species) for weights with rows reactions and columns species."""
+    r = mass_action_rates(y, w_in, ln_k, floor)
+    return jnp.sum(r[..., :, None] * w_out, axis=-2)
 
 
 class CRNN(eqx.Module):
@@ -118,7 +148,7 @@ class CRNN(eqx.Module):
         *,
         tied: bool = True,
         weight_scale: float = 0.1,
-        ln_k_range: tuple[float, float] = (-8.0, -6.0),
+        ln_k_range: tuple[float, float] = (-4.0, 0.0),
         species_order_clip: float = 2.5,
         reversible: bool = False,
     ) -> CRNN:

@@ -33,6 +33,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from ._mechanism import Mechanism
+from ._model import mass_action_rates
 
 __all__ = ["normalize_hidden", "qss_concentration", "qss_orders", "qss_rates", "qss_rhs"]
 
@@ -50,10 +51,9 @@ def _np_set(w_in, hidden, values):
 
 
 def _rates_without_z(y_obs, w_in, ln_k, floor):
-    """Rate of every reaction without its factor z: `k_j prod_{i obs} y_i^{w_in[j, i]}`."""
-    n_obs = y_obs.shape[0]
-    log_y = jnp.log(jnp.maximum(y_obs, floor))
-    return jnp.exp(ln_k + jnp.sum(w_in[:, :n_obs] * log_y, axis=-1))
+    """Rate of every reaction without its factor z: `k_j prod_{i obs} y_i^{w_in[j, i]}` (the mass-action
+    law over the observed species only)."""
+    return mass_action_rates(y_obs, w_in, ln_k, floor)
 
 
 def _z_star(base, s, leak):

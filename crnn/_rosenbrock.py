@@ -35,37 +35,36 @@ training loop counts as a failed step.
 
 from __future__ import annotations
 
-import dataclasses
-from collections.abc import Callable
+import functools
 
+import equinox as eqx
 import jax
 import jax.numpy as jnp
 import numpy as np
 
-__all__ = ["TABLEAUS", "AutodiffField", "MassAction", "Tableau", "rosenbrock_solve", "step_grid"]
+__all__ = ["TABLEAUS", "Tableau", "rosenbrock_solve", "step_grid"]
 
 
-@dataclasses.dataclass(frozen=True)
-class Tableau:
+class Tableau(eqx.Module):
     """Coefficients of a Rosenbrock method in the (A, C, M, gamma) form of Hairer & Wanner.
 
     `new_f[s]` says whether stage s evaluates f anew or reuses the previous stage's value.
     """
 
-    name: str
-    gamma: float
-    A: tuple[tuple[float, ...], ...]
-    C: tuple[tuple[float, ...], ...]
-    M: tuple[float, ...]
-    new_f: tuple[bool, ...]
-    order: int
+    name: str = eqx.field(static=True)
+    gamma: float = eqx.field(static=True)
+    A: tuple[tuple[float, ...], ...] = eqx.field(static=True)
+    C: tuple[tuple[float, ...], ...] = eqx.field(static=True)
+    M: tuple[float, ...] = eqx.field(static=True)
+    new_f: tuple[bool, ...] = eqx.field(static=True)
+    order: int = eqx.field(static=True)
 
     @property
     def stages(self) -> int:
         return len(self.M)
 
 
-_G2 = 1.0 + 1.0 / np.sqrt(2.0)
+_G2 = float(1.0 + 1.0 / np.sqrt(2.0))
 TABLEAUS = {
     # 4 stages, 3 evaluations of f, order 3, L-stable, stiffly accurate (Sandu et al. 1997).
     "rodas3": Tableau(
@@ -118,121 +117,6 @@ def step_grid(ts, first_step: float = 0.01, growth: float = 1.3, substeps: int =
     return grid, index
 
 
-# ----------------------------------------------------------------------------------- vector fields
-# A state `y` is a list of n arrays (one per species, each over the batch); parameters `p` are the
-# CRNN weights `(w_in, ln_k, w_out)`. A field provides `f`, `f_jac` and their vector-Jacobian products.
-
-
-@dataclasses.dataclass(frozen=True)
-class MassAction:
-    """`dy_i/dt = sum_j w_out[j, i] r_j`, `r_j = exp(ln_k_j + sum_k w_in[j, k] ln max(y_k, floor))`.
-
-    The Jacobian is `J[i, k] = sum_j w_out[j, i] w_in[j, k] r_j / max(y_k, floor)`: the derivative of
-    the smooth mass-action law evaluated at `max(y, floor)`. Below the floor it differs from the
-    derivative of the floored law (zero there); it keeps the linearisation right for a species that
-    starts at zero and is consumed at a stiff first-order rate, which is what the step needs.
-    """
-
-    floor: float = 1e-5
-
-    def _pieces(self, y, p):
-        w_in, ln_k, _ = p
-        n, n_r = len(y), ln_k.shape[0]
-        ym = [jnp.maximum(v, self.floor) for v in y]
-        log_y = [jnp.log(v) for v in ym]
-        inv = [1.0 / v for v in ym]
-        r = [jnp.exp(ln_k[j] + sum(w_in[j, k] * log_y[k] for k in range(n))) for j in range(n_r)]
-        return log_y, inv, r
-
-    def f(self, y, p):
-        _, _, w_out = p
-        r = self._pieces(y, p)[2]
-        return [sum(w_out[j, i] * r[j] for j in range(len(r))) for i in range(len(y))]
-
-    def f_jac(self, y, p):
-        w_in, _, w_out = p
-        n = len(y)
-        _, inv, r = self._pieces(y, p)
-        f = [sum(w_out[j, i] * r[j] for j in range(len(r))) for i in range(n)]
-        c = [[w_in[j, k] * r[j] * inv[k] for k in range(n)] for j in range(len(r))]
-        jac = [[sum(w_out[j, i] * c[j][k] for j in range(len(r))) for k in range(n)] for i in range(n)]
-        return f, jac
-
-    def vjp(self, y, p, f_bar, jac_bar=None):
-        """Cotangents of `y` (a list) and of `p` (nested lists over the batch, not yet summed)."""
-        w_in, _, w_out = p
-        n = len(y)
-        log_y, inv, r = self._pieces(y, p)
-        n_r = len(r)
-        r_bar = [sum(w_out[j, i] * f_bar[i] for i in range(n)) for j in range(n_r)]
-        w_out_bar = [[f_bar[i] * r[j] for i in range(n)] for j in range(n_r)]
-        w_in_bar = [[0.0] * n for _ in range(n_r)]
-        inv_bar = [0.0] * n
-        if jac_bar is not None:
-            for j in range(n_r):
-                t = [sum(w_out[j, i] * jac_bar[i][k] for i in range(n)) for k in range(n)]
-                q = [w_in[j, k] * inv[k] for k in range(n)]
-                for i in range(n):
-                    w_out_bar[j][i] = w_out_bar[j][i] + r[j] * sum(jac_bar[i][k] * q[k] for k in range(n))
-                r_bar[j] = r_bar[j] + sum(t[k] * q[k] for k in range(n))
-                for k in range(n):
-                    w_in_bar[j][k] = w_in_bar[j][k] + t[k] * r[j] * inv[k]
-                    inv_bar[k] = inv_bar[k] + t[k] * w_in[j, k] * r[j]
-        s = [r_bar[j] * r[j] for j in range(n_r)]
-        for j in range(n_r):
-            for k in range(n):
-                w_in_bar[j][k] = w_in_bar[j][k] + s[j] * log_y[k]
-        log_bar = [sum(s[j] * w_in[j, k] for j in range(n_r)) for k in range(n)]
-        y_bar = [jnp.where(y[k] > self.floor, (log_bar[k] - inv_bar[k] * inv[k]) * inv[k], 0.0) for k in range(n)]
-        return y_bar, (w_in_bar, s, w_out_bar)
-
-
-@dataclasses.dataclass(frozen=True)
-class AutodiffField:
-    """Any right-hand side `rhs(y, w_in, ln_k, w_out)` of one state (an (n,) array), as a field.
-
-    Jacobian and vector-Jacobian products come from JAX (`jacfwd`, `vjp`); slower than `MassAction`,
-    right for any differentiable `rhs` (e.g. a hidden species in quasi-steady state).
-    """
-
-    rhs: Callable
-
-    def _batched(self, y, p):
-        ys = jnp.stack(y, axis=-1)  # (..., n)
-        flat = ys.reshape(-1, ys.shape[-1])
-        return ys.shape[:-1], flat
-
-    def f(self, y, p):
-        shape, flat = self._batched(y, p)
-        out = jax.vmap(lambda v: self.rhs(v, *p))(flat).reshape(*shape, -1)
-        return [out[..., i] for i in range(len(y))]
-
-    def f_jac(self, y, p):
-        shape, flat = self._batched(y, p)
-        fv = jax.vmap(lambda v: self.rhs(v, *p))(flat).reshape(*shape, -1)
-        jv = jax.vmap(jax.jacfwd(lambda v: self.rhs(v, *p)))(flat).reshape(*shape, len(y), len(y))
-        n = len(y)
-        return [fv[..., i] for i in range(n)], [[jv[..., i, k] for k in range(n)] for i in range(n)]
-
-    def vjp(self, y, p, f_bar, jac_bar=None):
-        w_in = p[0]
-        if jac_bar is None:
-            fn = lambda yy, pp: self.f(yy, pp)
-            _, pull = jax.vjp(fn, list(y), p)
-            y_bar, p_bar = pull(list(f_bar))
-        else:
-            fn = lambda yy, pp: self.f_jac(yy, pp)
-            _, pull = jax.vjp(fn, list(y), p)
-            y_bar, p_bar = pull((list(f_bar), [list(row) for row in jac_bar]))
-        # p_bar is already summed over the batch: report it on the first element only.
-        first = (jnp.arange(y[0].size).reshape(y[0].shape) == 0).astype(y[0].dtype)
-        n_r, n_c = w_in.shape
-        w_in_bar = [[p_bar[0][j, k] * first for k in range(n_c)] for j in range(n_r)]
-        lnk_bar = [p_bar[1][j] * first for j in range(n_r)]
-        w_out_bar = [[p_bar[2][j, k] * first for k in range(n_c)] for j in range(n_r)]
-        return list(y_bar), (w_in_bar, lnk_bar, w_out_bar)
-
-
 # ----------------------------------------------------------------------------------- linear algebra
 def _lu(G):
     """LU factors of a matrix given as a list of rows of batch arrays (no pivoting)."""
@@ -275,105 +159,114 @@ def _combine(base, terms):
 
 
 # ----------------------------------------------------------------------------------- the solver
-def _make_solver(field, tableau: Tableau):
-    g, A, C, M, new_f, S = tableau.gamma, tableau.A, tableau.C, tableau.M, tableau.new_f, tableau.stages
+def _source(tab: Tableau) -> list[int]:
+    """For each stage, the stage whose evaluation of f it uses."""
     source = [0]
-    for s in range(1, S):
-        source.append(s if new_f[s] else source[s - 1])
+    for s in range(1, tab.stages):
+        source.append(s if tab.new_f[s] else source[s - 1])
+    return source
 
-    def stages(y, p, h):
-        n = len(y)
-        f0, jac = field.f_jac(y, p)
-        d = 1.0 / (h * g)
-        LU = _lu([[(d - jac[i][k]) if i == k else -jac[i][k] for k in range(n)] for i in range(n)])
-        K, Y, F = [], {}, {0: f0}
-        for s in range(S):
+
+def _stages(field, tab: Tableau, y, p, h):
+    g, A, C, M, new_f, S = tab.gamma, tab.A, tab.C, tab.M, tab.new_f, tab.stages
+    source = _source(tab)
+    n = len(y)
+    f0, jac = field.f_jac(y, p)
+    d = 1.0 / (h * g)
+    LU = _lu([[(d - jac[i][k]) if i == k else -jac[i][k] for k in range(n)] for i in range(n)])
+    K, Y, F = [], {}, {0: f0}
+    for s in range(S):
+        if s > 0 and new_f[s]:
+            Y[s] = _combine(y, [(A[s][j], K[j]) for j in range(s) if A[s][j] != 0])
+            F[s] = field.f(Y[s], p)
+        rhs = _combine(F[source[s]], [(C[s][j] / h, K[j]) for j in range(s) if C[s][j] != 0])
+        K.append(_solve(LU, rhs))
+    y_new = _combine(y, [(M[s], K[s]) for s in range(S) if M[s] != 0])
+    return y_new, K, Y, LU
+
+
+def _forward(field, tab: Tableau, p, Y0, hs):
+    n = Y0.shape[0]
+
+    def step(Y, h):
+        Y = jnp.stack(_stages(field, tab, [Y[i] for i in range(n)], p, h)[0])
+        return Y, Y
+
+    _, Ys = jax.lax.scan(step, Y0, hs)
+    return jnp.concatenate([Y0[None], Ys], axis=0)
+
+
+@functools.partial(jax.custom_vjp, nondiff_argnums=(0, 1))
+def _rosenbrock(field, tab: Tableau, p, Y0, hs):
+    """States (n_steps + 1, n, batch...) from Y0 (n, batch...) over the steps `hs`; exact discrete adjoint."""
+    return _forward(field, tab, p, Y0, hs)
+
+
+def _rosenbrock_fwd(field, tab, p, Y0, hs):
+    Y_all = _forward(field, tab, p, Y0, hs)
+    return Y_all, (p, Y_all, hs)
+
+
+def _rosenbrock_bwd(field, tab, residuals, ct):
+    C, M, new_f, S = tab.C, tab.M, tab.new_f, tab.stages
+    A = tab.A
+    source = _source(tab)
+    p, Y_all, hs = residuals
+    n, n_r, n_c = Y_all.shape[1], p[1].shape[0], p[0].shape[1]  # states, reactions, weight columns
+    batch = Y_all.shape[2:]
+
+    def back(carry, x):
+        y_bar_next, acc = carry
+        Y, h, ct_n = x
+        y = [Y[i] for i in range(n)]
+        _, K, Ys, LU = _stages(field, tab, y, p, h)
+        K_bar = [[M[s] * v for v in y_bar_next] for s in range(S)]
+        y_bar = [y_bar_next[i] for i in range(n)]
+        F_bar = {s: [0.0] * n for s in set(source)}
+        J_bar = [[0.0] * n for _ in range(n)]
+        acc = [[[acc[0][j, k] for k in range(n_c)] for j in range(n_r)], [acc[1][j] for j in range(n_r)],
+               [[acc[2][j, k] for k in range(n_c)] for j in range(n_r)]]  # fmt: skip
+
+        def add_p(pb):
+            for j in range(n_r):
+                acc[1][j] = acc[1][j] + pb[1][j]
+                for k in range(n_c):
+                    acc[0][j][k] = acc[0][j][k] + pb[0][j][k]
+                    acc[2][j][k] = acc[2][j][k] + pb[2][j][k]
+
+        for s in reversed(range(S)):
+            rhs_bar = _solve_transposed(LU, K_bar[s])
+            J_bar = [[J_bar[i][k] + rhs_bar[i] * K[s][k] for k in range(n)] for i in range(n)]
+            for j in range(s):
+                if C[s][j] != 0:
+                    K_bar[j] = [a + (C[s][j] / h) * b for a, b in zip(K_bar[j], rhs_bar)]
+            F_bar[source[s]] = [a + b for a, b in zip(F_bar[source[s]], rhs_bar)]
             if s > 0 and new_f[s]:
-                Y[s] = _combine(y, [(A[s][j], K[j]) for j in range(s) if A[s][j] != 0])
-                F[s] = field.f(Y[s], p)
-            rhs = _combine(F[source[s]], [(C[s][j] / h, K[j]) for j in range(s) if C[s][j] != 0])
-            K.append(_solve(LU, rhs))
-        y_new = _combine(y, [(M[s], K[s]) for s in range(S) if M[s] != 0])
-        return y_new, K, Y, LU
-
-    def forward(p, Y0, hs):
-        n = Y0.shape[0]
-
-        def step(Y, h):
-            Y = jnp.stack(stages([Y[i] for i in range(n)], p, h)[0])
-            return Y, Y
-
-        _, Ys = jax.lax.scan(step, Y0, hs)
-        return jnp.concatenate([Y0[None], Ys], axis=0)
-
-    @jax.custom_vjp
-    def solve(p, Y0, hs):
-        return forward(p, Y0, hs)
-
-    def solve_fwd(p, Y0, hs):
-        Y_all = forward(p, Y0, hs)
-        return Y_all, (p, Y_all, hs)
-
-    def solve_bwd(residuals, ct):
-        p, Y_all, hs = residuals
-        n, n_r, n_c = Y_all.shape[1], p[1].shape[0], p[0].shape[1]  # states, reactions, weight columns
-        batch = Y_all.shape[2:]
-
-        def back(carry, x):
-            y_bar_next, acc = carry
-            Y, h, ct_n = x
-            y = [Y[i] for i in range(n)]
-            _, K, Ys, LU = stages(y, p, h)
-            K_bar = [[M[s] * v for v in y_bar_next] for s in range(S)]
-            y_bar = [y_bar_next[i] for i in range(n)]
-            F_bar = {s: [0.0] * n for s in set(source)}
-            J_bar = [[0.0] * n for _ in range(n)]
-            acc = [[[acc[0][j, k] for k in range(n_c)] for j in range(n_r)], [acc[1][j] for j in range(n_r)],
-                   [[acc[2][j, k] for k in range(n_c)] for j in range(n_r)]]  # fmt: skip
-
-            def add_p(pb):
-                for j in range(n_r):
-                    acc[1][j] = acc[1][j] + pb[1][j]
-                    for k in range(n_c):
-                        acc[0][j][k] = acc[0][j][k] + pb[0][j][k]
-                        acc[2][j][k] = acc[2][j][k] + pb[2][j][k]
-
-            for s in reversed(range(S)):
-                rhs_bar = _solve_transposed(LU, K_bar[s])
-                J_bar = [[J_bar[i][k] + rhs_bar[i] * K[s][k] for k in range(n)] for i in range(n)]
+                Yb, pb = field.vjp(Ys[s], p, F_bar[s])
+                y_bar = [a + b for a, b in zip(y_bar, Yb)]
                 for j in range(s):
-                    if C[s][j] != 0:
-                        K_bar[j] = [a + (C[s][j] / h) * b for a, b in zip(K_bar[j], rhs_bar)]
-                F_bar[source[s]] = [a + b for a, b in zip(F_bar[source[s]], rhs_bar)]
-                if s > 0 and new_f[s]:
-                    Yb, pb = field.vjp(Ys[s], p, F_bar[s])
-                    y_bar = [a + b for a, b in zip(y_bar, Yb)]
-                    for j in range(s):
-                        if A[s][j] != 0:
-                            K_bar[j] = [a + A[s][j] * b for a, b in zip(K_bar[j], Yb)]
-                    add_p(pb)
-            Yb, pb = field.vjp(y, p, F_bar[0], J_bar)
-            add_p(pb)
-            y_bar = jnp.stack([a + b + ct_n[i] for i, (a, b) in enumerate(zip(y_bar, Yb))])
-            zero = jnp.zeros_like(y_bar[0])
-            acc = (
-                jnp.stack([jnp.stack([zero + v for v in row]) for row in acc[0]]),
-                jnp.stack([zero + v for v in acc[1]]),
-                jnp.stack([jnp.stack([zero + v for v in row]) for row in acc[2]]),
-            )
-            return (y_bar, acc), None
+                    if A[s][j] != 0:
+                        K_bar[j] = [a + A[s][j] * b for a, b in zip(K_bar[j], Yb)]
+                add_p(pb)
+        Yb, pb = field.vjp(y, p, F_bar[0], J_bar)
+        add_p(pb)
+        y_bar = jnp.stack([a + b + ct_n[i] for i, (a, b) in enumerate(zip(y_bar, Yb))])
+        zero = jnp.zeros_like(y_bar[0])
+        acc = (
+            jnp.stack([jnp.stack([zero + v for v in row]) for row in acc[0]]),
+            jnp.stack([zero + v for v in acc[1]]),
+            jnp.stack([jnp.stack([zero + v for v in row]) for row in acc[2]]),
+        )
+        return (y_bar, acc), None
 
-        zeros = lambda *shape: jnp.zeros(shape + batch, Y_all.dtype)
-        acc0 = (zeros(n_r, n_c), zeros(n_r), zeros(n_r, n_c))
-        (y0_bar, acc), _ = jax.lax.scan(back, (ct[-1], acc0), (Y_all[:-1], hs, ct[:-1]), reverse=True)
-        p_bar = tuple(a.reshape(*a.shape[: a.ndim - len(batch)], -1).sum(-1) for a in acc)
-        return p_bar, y0_bar, jnp.zeros_like(hs)
-
-    solve.defvjp(solve_fwd, solve_bwd)
-    return solve
+    zeros = lambda *shape: jnp.zeros(shape + batch, Y_all.dtype)
+    acc0 = (zeros(n_r, n_c), zeros(n_r), zeros(n_r, n_c))
+    (y0_bar, acc), _ = jax.lax.scan(back, (ct[-1], acc0), (Y_all[:-1], hs, ct[:-1]), reverse=True)
+    p_bar = tuple(a.reshape(*a.shape[: a.ndim - len(batch)], -1).sum(-1) for a in acc)
+    return p_bar, y0_bar, jnp.zeros_like(hs)
 
 
-_SOLVERS: dict = {}
+_rosenbrock.defvjp(_rosenbrock_fwd, _rosenbrock_bwd)
 
 
 def rosenbrock_solve(field, weights, y0, grid, index, tableau: str | Tableau = "rodas3"):
@@ -381,7 +274,7 @@ def rosenbrock_solve(field, weights, y0, grid, index, tableau: str | Tableau = "
 
     **Arguments:**
 
-    - `field`: `MassAction(floor)` or `AutodiffField(rhs)`.
+    - `field`: a vector field of `crnn._fields` (`MassAction(floor)`, `AutodiffField`, `QSSField`).
     - `weights`: `(w_in, ln_k, w_out)`.
     - `y0`: (n_experiments, n_species) initial states at `grid[0]`.
     - `grid`, `index`: from `step_grid`.
@@ -391,10 +284,7 @@ def rosenbrock_solve(field, weights, y0, grid, index, tableau: str | Tableau = "
     Differentiable (reverse mode) with respect to `weights` and `y0`.
     """
     tab = TABLEAUS[tableau] if isinstance(tableau, str) else tableau
-    key = (field, tab)
-    if key not in _SOLVERS:
-        _SOLVERS[key] = _make_solver(field, tab)
     hs = jnp.asarray(np.diff(np.asarray(grid)), dtype=y0.dtype)
-    Y_all = _SOLVERS[key](tuple(weights), jnp.asarray(y0).T, hs)
+    Y_all = _rosenbrock(field, tab, tuple(weights), jnp.asarray(y0).T, hs)
     ys = Y_all[np.asarray(index)]  # (n_times, n_species, n_experiments)
     return jnp.transpose(ys, (2, 0, 1)), jnp.all(jnp.isfinite(ys))

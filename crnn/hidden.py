@@ -18,10 +18,10 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from ._fields import MassAction, QSSField
 from ._mechanism import Mechanism
 from ._model import CRNN, mass_action_rates
-from ._qss import normalize_hidden, qss_orders, qss_rates, qss_rhs
-from ._rosenbrock import AutodiffField, MassAction
+from ._qss import normalize_hidden, qss_orders, qss_rates
 
 __all__ = ["HiddenSpecies", "Integrated", "QuasiSteadyState", "as_hidden"]
 
@@ -76,16 +76,7 @@ class Integrated(HiddenSpecies):
 
     def rates(self, params, states, n_observed, floor):
         w_in, ln_k, _ = params.weights()
-        flat = jnp.asarray(states).reshape(-1, states.shape[-1])
-        rates = jax.vmap(lambda y: mass_action_rates(y, w_in, ln_k, floor))(flat)
-        return rates.reshape(*states.shape[:-1], -1)
-
-
-def _qss_field_rhs(floor):
-    def rhs(y, w_in, ln_k, w_out):
-        return qss_rhs(y, w_in, ln_k, w_out, floor)
-
-    return rhs
+        return mass_action_rates(jnp.asarray(states), w_in, ln_k, floor)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -97,7 +88,7 @@ class QuasiSteadyState(HiddenSpecies):
             raise ValueError(f"a quasi-steady-state hidden species needs exactly one extra species, got {n_hidden}")
 
     def field(self, floor: float):
-        return AutodiffField(_qss_rhs_cache(floor))
+        return QSSField(floor)
 
     def initial_state(self, y0_obs, n_hidden: int):
         return y0_obs
@@ -129,16 +120,6 @@ class QuasiSteadyState(HiddenSpecies):
         w_in = np.clip(-w_out, 0.0, params.species_order_clip)
         w_in[:, -1] = z_order
         return normalize_hidden(Mechanism.from_weights(list(species), w_in, ln_k, w_out), species[-1])
-
-
-_RHS: dict = {}
-
-
-def _qss_rhs_cache(floor: float):
-    """One rhs function per floor, so that fields compare equal and compiled solvers are reused."""
-    if floor not in _RHS:
-        _RHS[floor] = _qss_field_rhs(floor)
-    return _RHS[floor]
 
 
 def as_hidden(value) -> HiddenSpecies:

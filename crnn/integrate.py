@@ -1,7 +1,7 @@
 """Training integrators: one interface, three variants.
 
-An integrator solves a batch of experiments of one vector field (`crnn.integrate.MassAction`, or
-`AutodiffField` around any right-hand side) from their initial states, and reports whether every
+An integrator solves a batch of experiments of one vector field (`crnn.integrate.MassAction`,
+`QSSField`, or `AutodiffField` around any smooth right-hand side) from their initial states, and reports whether every
 value is finite:
 
     ys, ok = integrator.solve(field, (w_in, ln_k, w_out), y0, ts)   # y0 (E, n) -> ys (E, T, n)
@@ -20,21 +20,39 @@ from __future__ import annotations
 
 import dataclasses
 
+import equinox as eqx
 import jax
 import jax.numpy as jnp
 import numpy as np
 
+from ._fields import AutodiffField, Field, MassAction, QSSField
 from ._model import mass_action_rhs
-from ._rosenbrock import TABLEAUS, AutodiffField, MassAction, rosenbrock_solve, step_grid
+from ._rosenbrock import TABLEAUS, rosenbrock_solve, step_grid
 from ._simulate import SolverConfig, solve
 
-__all__ = ["RK4", "Adaptive", "AutodiffField", "Integrator", "MassAction", "Rosenbrock", "as_integrator", "rk4_solve"]
+__all__ = [
+    "RK4",
+    "Adaptive",
+    "AutodiffField",
+    "Field",
+    "Integrator",
+    "MassAction",
+    "QSSField",
+    "Rosenbrock",
+    "as_integrator",
+    "rk4_solve",
+]
 
 
-class Integrator:
-    """The interface every training integrator implements."""
+class Integrator(eqx.Module):
+    """The interface every training integrator implements. Integrators are `eqx.Module`s with static
+    fields: equal settings compare equal, so jitted functions taking one compile once per setting.
 
-    stiff_safe: bool = False
+    `start_group`: how many random starts `crnn.fit` steps at once (vmapped); more are stepped in
+    groups of this size, one after the other (`jax.lax.map`). None: all at once.
+    """
+
+    start_group = None
 
     def solve(self, field, weights, y0, ts):
         """`(ys, ok)` with ys (n_experiments, n_times, n_species); ok False if any value is not finite."""
@@ -42,10 +60,9 @@ class Integrator:
 
     def describe(self) -> dict:
         """The integrator and its settings, for `FitResult.config` and the book."""
-        return {"name": type(self).__name__, **dataclasses.asdict(self)}
+        return {"name": type(self).__name__, **{f.name: getattr(self, f.name) for f in dataclasses.fields(self)}}
 
 
-@dataclasses.dataclass(frozen=True)
 class Rosenbrock(Integrator):
     """Fixed-grid Rosenbrock steps (`crnn._rosenbrock`); L-stable with the default RODAS3 tableau.
 
@@ -56,13 +73,12 @@ class Rosenbrock(Integrator):
     - `first_step`, `growth`: the graded start, first step as a fraction of the sampling interval.
     """
 
-    tableau: str = "rodas3"
-    substeps: int = 1
-    first_step: float = 0.01
-    growth: float = 1.3
-    stiff_safe = True
+    tableau: str = eqx.field(static=True, default="rodas3")
+    substeps: int = eqx.field(static=True, default=1)
+    first_step: float = eqx.field(static=True, default=0.01)
+    growth: float = eqx.field(static=True, default=1.3)
 
-    def __post_init__(self):
+    def __check_init__(self):
         if self.tableau not in TABLEAUS:
             raise ValueError(f"unknown tableau {self.tableau!r}; choose one of {sorted(TABLEAUS)}")
         step_grid(np.array([0.0, 1.0]), self.first_step, self.growth, self.substeps)  # validates the settings
@@ -76,16 +92,16 @@ class Rosenbrock(Integrator):
         return rosenbrock_solve(field, weights, y0, grid, index, self.tableau)
 
 
-def rk4_solve(weights, y0, ts, substeps: int = 1, floor: float = 1e-5, rhs=mass_action_rhs):
+def rk4_solve(weights, y0, ts, substeps: int = 1, rhs=mass_action_rhs):
     """States at `ts` (equally spaced) of one experiment by classical RK4; `(ys, ok)`.
 
-    `rhs(y, w_in, ln_k, w_out, floor)`; mass action by default.
+    `rhs(y, w_in, ln_k, w_out)`: exact mass action by default, or a field's `rhs`.
     """
     w_in, ln_k, w_out = weights
     dt = (ts[1] - ts[0]) / substeps
 
     def f(y):
-        return rhs(y, w_in, ln_k, w_out, floor)
+        return rhs(y, w_in, ln_k, w_out)
 
     def interval(y, _):
         for _ in range(substeps):
@@ -101,20 +117,17 @@ def rk4_solve(weights, y0, ts, substeps: int = 1, floor: float = 1e-5, rhs=mass_
     return ys, jnp.all(jnp.isfinite(ys))
 
 
-def _array_rhs(field):
-    """`rhs(y, w_in, ln_k, w_out, floor)` of one state (an (n,) array) for a field."""
-    if isinstance(field, MassAction):
-        return lambda y, w_in, ln_k, w_out, floor: mass_action_rhs(y, w_in, ln_k, w_out, field.floor)
-    return lambda y, w_in, ln_k, w_out, floor: field.rhs(y, w_in, ln_k, w_out)
-
-
-@dataclasses.dataclass(frozen=True)
 class RK4(Integrator):
-    """Classical RK4, `substeps` steps per sampling interval (equally spaced times only)."""
+    """Classical RK4, `substeps` steps per sampling interval (equally spaced times only).
 
-    substeps: int = 1
+    Random starts are stepped four at a time (`start_group`): vmapped over more starts, XLA's code for
+    this integrator and its gradient runs slower per start on the CPU (bench/train_speed.py).
+    """
 
-    def __post_init__(self):
+    substeps: int = eqx.field(static=True, default=1)
+    start_group = 4
+
+    def __check_init__(self):
         if self.substeps < 1:
             raise ValueError(f"substeps must be >= 1, got {self.substeps}")
 
@@ -122,25 +135,22 @@ class RK4(Integrator):
         spacing = np.diff(np.asarray(ts))
         if not np.allclose(spacing, spacing[0], rtol=1e-9, atol=0):
             raise ValueError("RK4 needs equally spaced times; use Rosenbrock() or Adaptive()")
-        rhs = _array_rhs(field)
         ts = jnp.asarray(ts)
-        ys, ok = jax.vmap(lambda y: rk4_solve(weights, y, ts, self.substeps, 0.0, rhs))(y0)
+        ys, ok = jax.vmap(lambda y: rk4_solve(weights, y, ts, self.substeps, field.rhs))(y0)
         return ys, jnp.all(ok)
 
 
-@dataclasses.dataclass(frozen=True)
 class Adaptive(Integrator):
     """An adaptive diffrax solve (`crnn._simulate.solve`); failures (step budget) give `ok=False`."""
 
-    solver: str = "kvaerno5"
-    rtol: float = 1e-7
-    atol: float = 1e-9
-    max_steps: int = 20_000
-    stiff_safe = True
+    solver: str = eqx.field(static=True, default="kvaerno5")
+    rtol: float = eqx.field(static=True, default=1e-7)
+    atol: float = eqx.field(static=True, default=1e-9)
+    max_steps: int = eqx.field(static=True, default=20_000)
 
     def solve(self, field, weights, y0, ts):
         config = SolverConfig(solver=self.solver, rtol=self.rtol, atol=self.atol, max_steps=self.max_steps)
-        rhs = _array_rhs(field)
+        rhs = lambda y, w_in, ln_k, w_out, floor: field.rhs(y, w_in, ln_k, w_out)
         ts = jnp.asarray(ts)
         ys, ok, _, _ = jax.vmap(lambda y: solve(weights, y, ts, config, rhs=rhs))(y0)
         return ys, jnp.all(ok)

@@ -28,6 +28,7 @@ __all__ = [
     "reaction_similarity",
     "recovered",
     "start_statistics",
+    "true_loss",
     "weight_tables",
     "wilson_interval",
 ]
@@ -359,22 +360,20 @@ def preequilibrium_check(
 
 
 def wilson_interval(successes: int, trials: int, confidence: float = 0.95) -> tuple[float, float]:
-    """The Wilson score interval of a binomial proportion `successes / trials`.
+    """The Wilson score interval of a binomial proportion `successes / trials` (scipy's
+    `binomtest(...).proportion_ci(method="wilson")`); `(nan, nan)` for no trials.
 
     Reference: E. B. Wilson, "Probable inference, the law of succession, and statistical
-    inference", J. Am. Stat. Assoc. 22, 209 (1927). Returns `(nan, nan)` for no trials.
+    inference", J. Am. Stat. Assoc. 22, 209 (1927).
     """
-    from scipy.stats import norm
+    from scipy.stats import binomtest
 
     if trials == 0:
         return float("nan"), float("nan")
     if not 0 <= successes <= trials:
         raise ValueError(f"need 0 <= successes <= trials, got {successes} of {trials}")
-    z = norm.ppf(0.5 + confidence / 2)
-    p = successes / trials
-    centre = (p + z * z / (2 * trials)) / (1 + z * z / trials)
-    half = z * np.sqrt(p * (1 - p) / trials + z * z / (4 * trials * trials)) / (1 + z * z / trials)
-    return float(max(centre - half, 0.0)), float(min(centre + half, 1.0))
+    ci = binomtest(int(successes), int(trials)).proportion_ci(confidence_level=confidence, method="wilson")
+    return float(ci.low), float(ci.high)
 
 
 # ----------------------------------------------------------------------------------------- extrapolation
@@ -421,6 +420,30 @@ def mechanism_predictor(mechanism: Mechanism, observed, config=None):
         return np.asarray(simulate(full, y0_full, ts, config=config))[..., : len(observed)]
 
     return predict
+
+
+def true_loss(dataset, split: str = "validation", truth: Mechanism | None = None) -> float:
+    """The study's loss of the true mechanism on `dataset`'s `split` experiments ("train", "validation"
+    or "all"): the noise floor every learned model is compared with.
+
+    The truth is the mechanism recorded in the dataset's metadata (`crnn.make_dataset`), or `truth`;
+    its species the data do not observe (a hidden intermediate) start at zero. Solved adaptively with
+    exact mass action (`mechanism_predictor`). On noise-free data made by that truth (metadata noise 0)
+    it is 0 by construction, and returned as 0 rather than as the solver's error (about 1e-9).
+    """
+    if split not in ("train", "validation", "all"):
+        raise ValueError(f"split must be 'train', 'validation' or 'all', got {split!r}")
+    if truth is None:
+        if "mechanism" not in dataset.metadata:
+            raise ValueError("the dataset records no mechanism (crnn.make_dataset metadata); pass truth=")
+        if dataset.metadata.get("parameters", {}).get("noise") == 0:
+            return 0.0
+        truth = Mechanism.parse(dataset.metadata["mechanism"])
+    rows = np.ones(dataset.n_experiments, bool) if split == "all" else (dataset.train if split == "train" else dataset.validation)
+    from ._loss import data_loss
+
+    pred = mechanism_predictor(truth, dataset.species)(dataset.y0[rows], dataset.ts)
+    return float(data_loss(pred, dataset.ys[rows], dataset.scale()))
 
 
 def prediction_error(predict, test) -> float:

@@ -154,5 +154,15 @@ class Results:
             self.data[name] = value
         glue(name, value, display=display)
 
+    def quick(self, **values):
+        """The values a notebook's quick version (`quick=True`, for tests) uses instead of its parameters,
+        returned in the order given and recorded: the runner writes them into the run's
+        `effective_parameters`, so that what a quick run computed with is on record in one place.
+
+        Usage: ``if quick: epochs, n_starts = results.quick(epochs=100, n_starts=2)``.
+        """
+        self.data.setdefault("quick_overrides", {}).update(values)
+        return tuple(values.values())
+
     def save(self) -> Path:
         return dump_json({**self.data, "inputs": inputs()}, self.path)

@@ -77,7 +77,7 @@ __all__ = [
 ]
 
 _DONE = ("ran", "cached", "stale")  # statuses after which the runs that need a run can start
-_MANIFEST_KEYS = {"name", "notebook", "title", "parameters", "quick_parameters", "needs"}
+_MANIFEST_KEYS = {"name", "notebook", "title", "parameters", "needs"}
 _RUNNER_PARAMETERS = {"quick", "results_path"}
 
 
@@ -88,11 +88,11 @@ class Run:
     parameters: dict
     needs: tuple[str, ...] = ()
     title: str | None = None
-    quick_parameters: dict = dataclasses.field(default_factory=dict)  # applied on top in quick mode (tests)
 
     def parameters_for(self, quick: bool) -> dict:
-        """The parameters the notebook gets from the manifest: `parameters`, and `quick_parameters` in quick mode."""
-        return {**self.parameters, **(self.quick_parameters if quick else {})}
+        """The parameters the notebook gets from the manifest (the same in both modes: a notebook's quick
+        version is the notebook's own business, `Results.quick`, and recorded with its results)."""
+        return dict(self.parameters)
 
 
 class RunFailed(RuntimeError):
@@ -154,13 +154,11 @@ def load_manifest(path: Path | None = None, *, check_parameters: bool = True) ->
         if unknown_needs:
             raise ValueError(f"{where} needs {unknown_needs}, which are not listed before it")
         parameters = dict(entry.get("parameters") or {})
-        quick_parameters = dict(entry.get("quick_parameters") or {})
         if check_parameters:
             if entry["notebook"] not in declared:
                 declared[entry["notebook"]] = notebook_parameters(notebook)
-            for given in (parameters, quick_parameters):
-                check_parameter_names(entry["name"], entry["notebook"], given, declared[entry["notebook"]])
-        runs.append(Run(entry["name"], entry["notebook"], parameters, needs, entry.get("title"), quick_parameters))
+            check_parameter_names(entry["name"], entry["notebook"], parameters, declared[entry["notebook"]])
+        runs.append(Run(entry["name"], entry["notebook"], parameters, needs, entry.get("title")))
     return runs
 
 
@@ -329,7 +327,7 @@ def _status_of(run, meta, executed, quick, notebooks_dir, package_files, package
     elif meta.get("cache_key") != cache_key(run, notebooks_dir, recorded_quick, package_digest, versions):
         # results written before the components were recorded: only the combined key can be checked,
         # and a change of parameters alone can be told (they were recorded)
-        before = dataclasses.replace(run, parameters=meta.get("parameters") or {}, quick_parameters={})
+        before = dataclasses.replace(run, parameters=meta.get("parameters") or {})
         only_parameters = meta.get("parameters") is not None and meta.get("parameters") != parameters
         only_parameters = only_parameters and meta.get("cache_key") == cache_key(
             before, notebooks_dir, recorded_quick, package_digest, versions
@@ -638,6 +636,7 @@ def run_all(
         _write_atomic(final_nb, notebook)  # the notebook first, the results last: the results mark completion
         results = dict(out["results"])
         inputs = results.pop("inputs", {})
+        quick_overrides = results.pop("quick_overrides", {})  # what the notebook's quick version changed
         defaults = notebook_parameters(notebooks_dir / run.notebook)
         effective = {k: v["default"] for k, v in defaults.items() if k not in _RUNNER_PARAMETERS}
         results["run"] = {
@@ -646,7 +645,7 @@ def run_all(
             "notebook": run.notebook,
             "title": run.title,
             "parameters": run.parameters_for(quick),
-            "effective_parameters": {**effective, **run.parameters_for(quick), "quick": quick},
+            "effective_parameters": {**effective, **run.parameters_for(quick), **quick_overrides, "quick": quick},
             "quick": quick,
             "wall_time_s": out["wall_time_s"],
             "cache_key": key,

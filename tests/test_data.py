@@ -42,10 +42,24 @@ def test_same_seed_same_data_other_seed_other_data(classic):
     assert not np.array_equal(a.ys, c.ys)
 
 
+def test_a_dataset_with_no_nonzero_initial_state_is_refused():
+    # A <=> Z, Z -> B: every species is produced by some reaction, so the default reactants are none and every
+    # experiment would be all zeros at all times (the referee's finding on the second positive control).
+    chain = Mechanism.parse("A -> Z ; 0.5\nZ -> A ; 0.2\nZ -> B ; 0.3")
+    with pytest.raises(ValueError, match="reactants default to the species no reaction produces"):
+        make_dataset(chain, observed=["A", "B"])
+    with pytest.raises(ValueError, match=r"reactants given as \[\]"):
+        make_dataset(chain, reactants=[])
+    with pytest.raises(ValueError, match="y0_range"):
+        make_dataset(chain, reactants=["A"], y0_range=(0.0, 0.0))
+    data = make_dataset(chain, reactants=["A"], observed=["A", "B"], n_experiments=4, n_train=2)
+    assert np.all(data.y0[:, 0] > 0) and np.all(data.ys[:, -1, 1] > 0)  # real data: B is made
+
+
 def test_hidden_species_can_be_left_out():
     m = Mechanism.parse("2A <=> Z ; 1, 1\nZ + A -> B ; 1")
-    ds = make_dataset(m, n_experiments=3, n_train=2, n_points=10, observed=["A", "B"])
-    assert ds.species == ("A", "B") and ds.ys.shape == (3, 10, 2)
+    ds = make_dataset(m, n_experiments=3, n_train=2, n_points=10, observed=["A", "B"], reactants=["A"])
+    assert ds.species == ("A", "B") and ds.ys.shape == (3, 10, 2) and np.all(ds.ys[:, -1, 1] > 0)
 
 
 def test_bad_arguments(classic):

@@ -20,5 +20,7 @@ def test_committed_dataset_regenerates(name, tmp_path):
     np.testing.assert_array_equal(fresh.split, committed.split)
     np.testing.assert_array_equal(fresh.ts, committed.ts)
     np.testing.assert_array_equal(fresh.y0, committed.y0)
-    # Solver output may differ in the last bits across CPUs; the data are solved to rtol 1e-8.
-    np.testing.assert_allclose(fresh.ys, committed.ys, rtol=1e-9, atol=1e-13)
+    # The data are solved to rtol 1e-8, atol 1e-10 (SolverConfig's defaults, local errors): another CPU, or an
+    # equivalent way of writing the rate law (crnn._model.mass_action_rates), moves the adaptive steps, and the
+    # global error over 100 sampling times moves values of order 1 by up to about 1e-8 (seen: 1.1e-8).
+    np.testing.assert_allclose(fresh.ys, committed.ys, rtol=1e-7, atol=1e-7)

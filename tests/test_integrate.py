@@ -114,7 +114,7 @@ def test_rosenbrock_adjoint_matches_finite_differences(field):
     w_in, ln_k, w_out = (jnp.asarray(a) for a in mech.to_weights())
     y0 = jnp.asarray(y0_hidden(3))
     ts = np.linspace(0.0, 8.0, 9)
-    f = MassAction(1e-5) if field == "mass action" else AutodiffField(lambda y, a, b, c: mass_action_rhs(y, a, b, c, 1e-5))
+    f = MassAction(1e-5) if field == "mass action" else AutodiffField(lambda y, a, b, c: mass_action_rhs(y, a, b, c), 1e-5)
     target = jnp.asarray(np.random.default_rng(0).uniform(0, 1, (3, 9, 3)))
 
     def loss(ln_k, w_out, y0):

@@ -52,13 +52,28 @@ def test_similarity_order_and_find():
 
 
 @pytest.mark.parametrize("k, n", [(0, 10), (5, 10), (10, 10), (3, 32), (31, 32)])
-def test_wilson_interval_matches_scipy(k, n):
-    from scipy.stats import binomtest
-
+def test_wilson_interval_matches_the_closed_form(k, n):
     from crnn.report import wilson_interval
 
-    expected = binomtest(k, n).proportion_ci(confidence_level=0.95, method="wilson")
-    assert wilson_interval(k, n) == pytest.approx((expected.low, expected.high), abs=1e-12)
+    z, p = 1.959963984540054, k / n  # Wilson (1927): the score interval's closed form
+    centre, half = (p + z * z / (2 * n)) / (1 + z * z / n), z * np.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / (1 + z * z / n)
+    assert wilson_interval(k, n) == pytest.approx((max(centre - half, 0.0), min(centre + half, 1.0)), abs=1e-12)
+
+
+def test_true_loss_is_the_noise_floor():
+    from crnn.report import true_loss
+    from crnn.results import load_dataset
+
+    clean = load_dataset("third_order_3A")
+    assert true_loss(clean) == 0.0  # noise-free data of this truth: zero by construction
+    truth = crnn.Mechanism.parse(clean.metadata["mechanism"])
+    assert true_loss(clean, truth=truth) < 1e-7  # computed: the solver's error only
+    noisy = load_dataset("two_step_hidden_Z_noise5")  # a hidden species, never observed, starts at zero
+    expected = 0.05 * np.sqrt(2 / np.pi)  # E|y eps| / scale for 5 % Gaussian noise, per species, up to the scale
+    assert 0.2 * expected < true_loss(noisy) < 2 * expected * len(noisy.species)
+    assert true_loss(noisy, "train") > 0 and true_loss(noisy, "all") > 0
+    with pytest.raises(ValueError, match="split"):
+        true_loss(noisy, "test")
 
 
 def test_extrapolation_sets_follow_the_protocol_and_the_truth_has_no_error():

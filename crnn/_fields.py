@@ -1,0 +1,181 @@
+"""Vector fields of the training integrators: one interface, static `eqx.Module`s.
+
+A field is the right-hand side `dy/dt = f(y)` of a CRNN with weights `p = (w_in, ln_k, w_out)`, in
+two forms:
+
+- `rhs(y, w_in, ln_k, w_out)`: one state, an (n,) array (explicit and adaptive integrators);
+- species-major, for the Rosenbrock solver: a state is a list of n arrays over a batch
+  (experiments), and the field gives `f(y, p)`, `f_jac(y, p)` (f and its Jacobian) and the
+  vector-Jacobian products `vjp(y, p, f_bar, jac_bar)` of both, with parameter cotangents per batch
+  element (summed by the solver once, at the end).
+
+Fields are `eqx.Module`s with static fields only: two fields with the same settings compare equal
+and hash alike, so a jitted function that takes one as an argument compiles once per field.
+
+- `MassAction(floor)`: the CRNN's rate law (`crnn._model.mass_action_rates`), derivatives written out.
+- `AutodiffField(rhs, floor)`: any smooth right-hand side, evaluated at `max(y, floor)`; derivatives
+  from JAX.
+- `QSSField(floor)`: the observed species with the one hidden species in quasi-steady state
+  (`crnn._qss`), an `AutodiffField`.
+
+The Jacobian is always the derivative of the smooth law at `max(y, floor)` (not the derivative of
+the floored law, which is zero below the floor): it keeps the linearisation of a Rosenbrock step
+right for a species that starts at zero and is consumed at a stiff first-order rate. Below the floor
+the law itself is constant in y, and the vector-Jacobian products say so (they are the exact
+derivatives of what `f` and `f_jac` compute).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import equinox as eqx
+import jax
+import jax.numpy as jnp
+
+from ._model import floored_logs, mass_action_rhs, rates_from_logs
+from ._qss import qss_rhs
+
+__all__ = ["AutodiffField", "Field", "MassAction", "QSSField"]
+
+
+class Field(eqx.Module):
+    """The interface of a vector field (see the module's docstring)."""
+
+    def rhs(self, y, w_in, ln_k, w_out):
+        raise NotImplementedError
+
+    def f(self, y, p):
+        raise NotImplementedError
+
+    def f_jac(self, y, p):
+        raise NotImplementedError
+
+    def vjp(self, y, p, f_bar, jac_bar=None):
+        """Cotangents of `y` (a list) and of `p` (nested lists over the batch, not yet summed)."""
+        raise NotImplementedError
+
+
+class MassAction(Field):
+    """`dy_i/dt = sum_j w_out[j, i] r_j`, `r_j = exp(ln_k_j + sum_k w_in[j, k] ln max(y_k, floor))`.
+
+    The Jacobian is `J[i, k] = sum_j w_out[j, i] w_in[j, k] r_j / max(y_k, floor)`: the derivative of
+    the smooth mass-action law evaluated at `max(y, floor)`.
+    """
+
+    floor: float = eqx.field(static=True, default=1e-5)
+
+    def rhs(self, y, w_in, ln_k, w_out):
+        return mass_action_rhs(y, w_in, ln_k, w_out, self.floor)
+
+    def _pieces(self, y, p):
+        w_in, ln_k, _ = p
+        log_y = floored_logs(y, self.floor)
+        inv = [1.0 / jnp.maximum(v, self.floor) for v in y]
+        return log_y, inv, rates_from_logs(log_y, w_in, ln_k)
+
+    def f(self, y, p):
+        _, _, w_out = p
+        r = rates_from_logs(floored_logs(y, self.floor), p[0], p[1])
+        return [sum(w_out[j, i] * r[j] for j in range(len(r))) for i in range(len(y))]
+
+    def f_jac(self, y, p):
+        w_in, _, w_out = p
+        n = len(y)
+        _, inv, r = self._pieces(y, p)
+        f = [sum(w_out[j, i] * r[j] for j in range(len(r))) for i in range(n)]
+        c = [[w_in[j, k] * r[j] * inv[k] for k in range(n)] for j in range(len(r))]
+        jac = [[sum(w_out[j, i] * c[j][k] for j in range(len(r))) for k in range(n)] for i in range(n)]
+        return f, jac
+
+    def vjp(self, y, p, f_bar, jac_bar=None):
+        w_in, _, w_out = p
+        n = len(y)
+        log_y, inv, r = self._pieces(y, p)
+        n_r = len(r)
+        r_bar = [sum(w_out[j, i] * f_bar[i] for i in range(n)) for j in range(n_r)]
+        w_out_bar = [[f_bar[i] * r[j] for i in range(n)] for j in range(n_r)]
+        w_in_bar = [[0.0] * n for _ in range(n_r)]
+        inv_bar = [0.0] * n
+        if jac_bar is not None:
+            for j in range(n_r):
+                t = [sum(w_out[j, i] * jac_bar[i][k] for i in range(n)) for k in range(n)]
+                q = [w_in[j, k] * inv[k] for k in range(n)]
+                for i in range(n):
+                    w_out_bar[j][i] = w_out_bar[j][i] + r[j] * sum(jac_bar[i][k] * q[k] for k in range(n))
+                r_bar[j] = r_bar[j] + sum(t[k] * q[k] for k in range(n))
+                for k in range(n):
+                    w_in_bar[j][k] = w_in_bar[j][k] + t[k] * r[j] * inv[k]
+                    inv_bar[k] = inv_bar[k] + t[k] * w_in[j, k] * r[j]
+        s = [r_bar[j] * r[j] for j in range(n_r)]
+        for j in range(n_r):
+            for k in range(n):
+                w_in_bar[j][k] = w_in_bar[j][k] + s[j] * log_y[k]
+        log_bar = [sum(s[j] * w_in[j, k] for j in range(n_r)) for k in range(n)]
+        y_bar = [jnp.where(y[k] > self.floor, (log_bar[k] - inv_bar[k] * inv[k]) * inv[k], 0.0) for k in range(n)]
+        return y_bar, (w_in_bar, s, w_out_bar)
+
+
+class AutodiffField(Field):
+    """A smooth right-hand side `rhs(y, w_in, ln_k, w_out)` of one state (an (n,) array), used at `max(y, floor)`.
+
+    Jacobian and vector-Jacobian products come from JAX (`jacfwd`, `vjp`); slower than `MassAction`,
+    right for any differentiable law (e.g. a hidden species in quasi-steady state, `QSSField`).
+    The function is a static field: fields compare equal when they hold the same function object.
+    """
+
+    function: Callable | None = eqx.field(static=True, default=None)
+    floor: float = eqx.field(static=True, default=0.0)
+
+    def law(self, y, w_in, ln_k, w_out):
+        """The smooth law at a state `y` already floored."""
+        return self.function(y, w_in, ln_k, w_out)
+
+    def rhs(self, y, w_in, ln_k, w_out):
+        return self.law(jnp.maximum(y, self.floor), w_in, ln_k, w_out)
+
+    def _batched(self, y):
+        ys = jnp.stack(y, axis=-1)  # (..., n)
+        return ys.shape[:-1], ys.reshape(-1, ys.shape[-1])
+
+    def f(self, y, p):
+        shape, flat = self._batched(y)
+        out = jax.vmap(lambda v: self.rhs(v, *p))(flat).reshape(*shape, -1)
+        return [out[..., i] for i in range(len(y))]
+
+    def f_jac(self, y, p):
+        shape, flat = self._batched(y)
+        floored = jnp.maximum(flat, self.floor)
+        fv = jax.vmap(lambda v: self.law(v, *p))(floored).reshape(*shape, -1)
+        jv = jax.vmap(jax.jacfwd(lambda v: self.law(v, *p)))(floored).reshape(*shape, len(y), len(y))
+        n = len(y)
+        return [fv[..., i] for i in range(n)], [[jv[..., i, k] for k in range(n)] for i in range(n)]
+
+    def vjp(self, y, p, f_bar, jac_bar=None):
+        w_in = p[0]
+        if jac_bar is None:
+            _, pull = jax.vjp(lambda yy, pp: self.f(yy, pp), list(y), p)
+            y_bar, p_bar = pull(list(f_bar))
+        else:
+            _, pull = jax.vjp(lambda yy, pp: self.f_jac(yy, pp), list(y), p)
+            y_bar, p_bar = pull((list(f_bar), [list(row) for row in jac_bar]))
+        # p_bar is already summed over the batch: report it on the first element only.
+        first = (jnp.arange(y[0].size).reshape(y[0].shape) == 0).astype(y[0].dtype)
+        n_r, n_c = w_in.shape
+        w_in_bar = [[p_bar[0][j, k] * first for k in range(n_c)] for j in range(n_r)]
+        lnk_bar = [p_bar[1][j] * first for j in range(n_r)]
+        w_out_bar = [[p_bar[2][j, k] * first for k in range(n_c)] for j in range(n_r)]
+        return list(y_bar), (w_in_bar, lnk_bar, w_out_bar)
+
+
+class QSSField(AutodiffField):
+    """The observed species of a CRNN whose one hidden species (the last column) sits at its
+    quasi-steady state (`crnn._qss.qss_rhs`), floored at `floor`."""
+
+    def __init__(self, floor: float = 1e-5):
+        self.function = None
+        self.floor = floor
+
+    def law(self, y, w_in, ln_k, w_out):
+        # y is floored by the caller; half the floor keeps the law's own floor inactive (derivative 1)
+        return qss_rhs(y, w_in, ln_k, w_out, floor=0.5 * self.floor)
