@@ -48,6 +48,8 @@ from ._train import Adam as Adam
 from ._train import FitResult as FitResult
 from ._train import RandomStarts as RandomStarts
 from ._train import fit as fit
+from .discover import Discovery as Discovery
+from .discover import discover as discover
 from .results import Results as Results
 from .results import load_dataset as load_dataset
 from .results import load_results as load_results
@@ -57,6 +59,7 @@ __all__ = [
     "CRNN",
     "Adam",
     "Dataset",
+    "Discovery",
     "FitResult",
     "Mechanism",
     "RandomStarts",
@@ -65,6 +68,7 @@ __all__ = [
     "SimulationError",
     "SolverConfig",
     "data_loss",
+    "discover",
     "fit",
     "load_dataset",
     "load_results",
