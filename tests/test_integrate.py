@@ -140,3 +140,42 @@ def test_step_grid_contains_the_data_times_and_grades_the_start():
     assert steps.max() == pytest.approx(TS[1] - TS[0]) and len(grid) - 1 < 1.25 * (len(TS) - 1)
     with pytest.raises(ValueError, match="increasing"):
         step_grid(TS[::-1])
+
+
+@pytest.mark.parametrize("eps", [1e-2, 1e-3])
+def test_autodiff_field_follows_the_exact_limit_family(eps):
+    # The same family as above through AutodiffField (the law's derivatives from JAX): its Jacobian must be the smooth
+    # law's at max(y, floor), not the floored law's (zero for Z, which starts at zero and is consumed fast).
+    mech = preequilibrium(*(float(v) for v in exact_limit(0.1, eps)), species=["A", "B", "Z"])
+    y0 = y0_hidden()
+    field = AutodiffField(lambda y, a, b, c: mass_action_rhs(y, a, b, c), 1e-5)
+    ys, ok = Rosenbrock().solve(field, tuple(jnp.asarray(a) for a in mech.to_weights()), jnp.asarray(y0), TS)
+    assert bool(ok)
+    assert np.max(np.abs(np.asarray(ys)[..., :2] - radau(mech, y0)[..., :2])) < 1e-3
+
+
+@pytest.mark.parametrize("field", ["mass action", "autodiff"])
+def test_rosenbrock_adjoint_is_jax_grad_of_the_same_forward_solve_on_a_stiff_case(field):
+    # The hand-written discrete adjoint against reverse-mode autodiff through the very same forward steps
+    # (crnn._rosenbrock._forward), at k-1 = 1e4: equal to rounding.
+    from crnn._rosenbrock import TABLEAUS, _forward
+
+    mech = preequilibrium(*(float(v) for v in exact_limit(0.1, 1e-2)), species=["A", "B", "Z"])
+    w_in, ln_k, w_out = (jnp.asarray(a) for a in mech.to_weights())
+    f = MassAction(1e-5) if field == "mass action" else AutodiffField(lambda y, a, b, c: mass_action_rhs(y, a, b, c), 1e-5)
+    y0 = jnp.asarray(y0_hidden(3))
+    ts = np.linspace(0.0, 8.0, 9)
+    grid, index = step_grid(ts)
+    hs = jnp.asarray(np.diff(grid))
+    target = jnp.asarray(np.random.default_rng(1).uniform(0, 1, (3, 9, 3)))
+
+    def loss(ln_k, y0):
+        return jnp.sum((Rosenbrock().solve(f, (w_in, ln_k, w_out), y0, ts)[0] - target) ** 2)
+
+    def loss_autodiff(ln_k, y0):
+        states = _forward(f, TABLEAUS["rodas3"], (w_in, ln_k, w_out), y0.T, hs)[np.asarray(index)]
+        return jnp.sum((jnp.transpose(states, (2, 0, 1)) - target) ** 2)
+
+    assert float(loss(ln_k, y0)) == pytest.approx(float(loss_autodiff(ln_k, y0)), rel=1e-12)
+    for a, b in zip(jax.grad(loss, argnums=(0, 1))(ln_k, y0), jax.grad(loss_autodiff, argnums=(0, 1))(ln_k, y0)):
+        np.testing.assert_allclose(np.asarray(a), np.asarray(b), rtol=1e-7, atol=1e-9 * float(jnp.max(jnp.abs(b))))

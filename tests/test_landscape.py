@@ -84,3 +84,15 @@ def test_rounding_a_learned_mechanism():
     # the second-order copy of chapter 2 rounds to an unbalanced reaction
     copy, info = round_mechanism(Mechanism.parse("2.1A -> 0.72B ; 0.06", species=["A", "B", "Z"]), {"A": [1], "B": [3]})
     assert copy.equations() == ["2A -> B"] and not info["balanced"]
+
+
+def test_a_second_identical_rate_fit_compiles_nothing():
+    from test_train import _compilations
+
+    data = Dataset.load(DATA / "two_step_hidden_Z.csv")
+    candidates = enumerate_mechanisms({"A": [1], "B": [3]}, ["A"], max_reactions=2, max_hidden_size=2)[:3]
+    call = lambda: fit_rates(candidates, data, n_starts=1, iterations=3, progress=False)
+    assert _compilations(call) > 0
+    assert _compilations(call) == 0
+    other = lambda: fit_rates(candidates[::-1], data, n_starts=1, iterations=3, seed=5, ln_k_bounds=(-10.0, 6.0), progress=False)
+    assert _compilations(other) == 0  # other candidates of the same shape, seed and bounds: arguments, not constants

@@ -90,6 +90,14 @@ def test_failed_solves_do_not_poison_parameters(tiny_dataset):
     assert all(np.all(np.isfinite(np.asarray(leaf))) for leaf in jax.tree.leaves(result.all_params))
     np.testing.assert_array_equal(np.asarray(result.params.ln_k), [800.0])  # never moved
     assert result.final_train_loss[0] == np.inf
+    # a start whose re-solve fails is marked, not a crash: nothing judged dead, and judging goes on
+    assert not result.solve_ok(tiny_dataset, 0)
+    assert result.active(tiny_dataset, 0).tolist() == [True]
+    assert np.all(np.isinf(result.fluxes(tiny_dataset, 0)))
+    from crnn.landscape import judge_fit
+
+    judged = judge_fit(result, tiny_dataset, {"A": [1], "B": [1]}, Mechanism.parse("A -> B ; 0.2"), n_starts=1, iterations=5)
+    assert judged["solve failed"].tolist() == [True] and judged["rounded"].tolist() == ["A -> B"]
 
 
 def test_init_rejects_options_it_would_ignore(tiny_dataset):
