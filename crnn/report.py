@@ -10,10 +10,13 @@ import pandas as pd
 from ._mechanism import Mechanism, Reaction
 
 __all__ = [
+    "DATASET_LABELS",
     "EXTRAPOLATION_RANGES",
+    "FIGURE_WIDTH",
     "ReactionMatch",
     "book_style",
     "comparison_table",
+    "dataset_label",
     "effective_order",
     "extrapolation_errors",
     "extrapolation_sets",
@@ -21,25 +24,116 @@ __all__ = [
     "match_reactions",
     "mechanism_predictor",
     "mechanism_table",
+    "panel_grid",
     "plot_fit",
     "plot_loss_history",
     "prediction_error",
     "preequilibrium_check",
     "reaction_similarity",
     "recovered",
+    "shared_legend",
+    "significant",
     "start_statistics",
+    "styled",
     "true_loss",
     "weight_tables",
     "wilson_interval",
 ]
 
 
+# ----------------------------------------------------------------------------------------- the book's look
+DATASET_LABELS = {
+    "classic": "classic mechanism",
+    "classic_noise5": "classic mechanism, 5 % noise",
+    "third_order_3A": "3A -> B",
+    "third_order_3A_noise5": "3A -> B, 5 % noise",
+    "third_order_2AB": "2A + B -> C",
+    "third_order_2AB_noise5": "2A + B -> C, 5 % noise",
+    "two_step_hidden_Z": "positive control",
+    "two_step_hidden_Z_noise5": "positive control, 5 % noise",
+}
+"""What a reader calls each canonical dataset (data/datasets.yml): every figure and table of the book
+labels data with `dataset_label`, never with the file name."""
+
+FIGURE_WIDTH = 7.0
+"""The widest figure of the book, in inches: at the default 100 dpi (700 px) a page 1280 px wide shows it
+at about its natural size (672 px), so that the theme's smallest text (11 pt tick labels, 15 px) is shown
+at about 14 px, the size of the page's own smallest text."""
+
+
+def dataset_label(name: str) -> str:
+    """A reader's name for a dataset: `DATASET_LABELS[name]`; for a known dataset with a noise suffix
+    (``"classic_noise10"``) its label and the noise ("classic mechanism, 10 % noise"); otherwise `name` itself."""
+    if name in DATASET_LABELS:
+        return DATASET_LABELS[name]
+    base, sep, level = str(name).rpartition("_noise")
+    if sep and base in DATASET_LABELS and level.isdigit():
+        return f"{DATASET_LABELS[base]}, {int(level)} % noise"
+    return name
+
+
+def significant(x, digits: int = 3) -> str:
+    """A number as a reader wants it in a table: `digits` significant digits (``0.000123``, ``0.457``,
+    ``12.3``), whole numbers of at least `digits` digits without an exponent (``12346``), very small or
+    very large ones in scientific notation (``1.2e-07``); integers as they are, booleans "yes"/"no",
+    missing values empty, anything else as ``str``."""
+    if x is None:
+        return ""
+    if isinstance(x, (bool, np.bool_)):
+        return "yes" if x else "no"
+    if isinstance(x, (int, np.integer)):
+        return str(int(x))
+    if isinstance(x, (float, np.floating)):
+        x = float(x)
+        if np.isnan(x):
+            return ""
+        if np.isinf(x):
+            return "inf" if x > 0 else "-inf"
+        if x == 0:
+            return "0"
+        if 10 ** (digits - 1) <= abs(x) < 1e7:
+            return f"{x:.0f}"
+        if 1e-4 <= abs(x) < 10 ** (digits - 1):
+            return f"{x:.{digits}g}"
+        return f"{x:.{max(digits - 1, 0)}e}".replace("e-0", "e-").replace("e+0", "e+")
+    return str(x)
+
+
+def styled(
+    df: pd.DataFrame,
+    digits: int = 3,
+    formats: dict | None = None,
+    index: bool | None = None,
+    wrap: list | None = None,
+    na_rep: str = "",
+):
+    """The book's table: every number to `digits` significant digits (`significant`), `formats` maps a
+    column to its own format (a format string such as ``"{:.0%}"`` or a function); the index is shown
+    when it means something (`index=None`: hidden when it is a plain 0, 1, 2, ... range); the text of
+    the `wrap` columns (long mechanisms, equations) wraps onto several lines instead of widening the
+    table; missing values show as `na_rep`. Returns a pandas Styler (the page shows it as an HTML table)."""
+    formats = dict(formats or {})
+    styler = df.style.format(lambda x: significant(x, digits), na_rep=na_rep)
+    for column, fmt in formats.items():
+        if column in df.columns:
+            styler = styler.format(fmt, subset=[column], na_rep=na_rep)
+    if index is None:
+        index = not isinstance(df.index, pd.RangeIndex)
+    if not index:
+        styler = styler.hide(axis="index")
+    wrap = [c for c in (wrap or []) if c in df.columns]
+    if wrap:
+        styler = styler.set_properties(subset=wrap, **{"white-space": "normal", "min-width": "12em"})
+    return styler
+
+
 def book_style() -> None:
-    """The look of the book's pages: seaborn's "ticks" theme, and tables shown without a
-    meaningless index (a plain 0, 1, 2, ... index is hidden; a named index is kept)."""
+    """The look of the book's pages: seaborn's "ticks" theme at sizes that stay legible at the page's
+    width, and tables shown as `styled` shows them (numbers to three significant digits, a plain 0, 1,
+    2, ... index hidden, a named index kept)."""
     import seaborn as sns
 
-    sns.set_theme(style="ticks", context="notebook")
+    sns.set_theme(style="ticks", context="notebook", rc={"figure.figsize": (6.4, 3.6), "legend.frameon": False})
     try:
         from IPython import get_ipython
     except ImportError:
@@ -47,14 +141,43 @@ def book_style() -> None:
     shell = get_ipython()
     if shell is None:
         return
+    shell.display_formatter.formatters["text/html"].for_type(pd.DataFrame, lambda df: styled(df).to_html())
 
-    def html(df: pd.DataFrame) -> str:
-        styler = df.style.format(precision=4, thousands=None)
-        if isinstance(df.index, pd.RangeIndex):
-            styler = styler.hide(axis="index")
-        return styler.to_html()
 
-    shell.display_formatter.formatters["text/html"].for_type(pd.DataFrame, html)
+def panel_grid(n: int, ncols: int = 3, width: float = FIGURE_WIDTH, panel_height: float = 2.6, **subplots) -> tuple[object, list]:
+    """A figure of `n` panels, at most `ncols` per row (a grid wraps into rows), `width` inches wide
+    (at most `FIGURE_WIDTH`); constrained layout, so that `shared_legend` can place one legend for all
+    panels outside them. Returns the figure and a flat list of its `n` axes (spare grid cells removed).
+    `subplots` go to `plt.subplots` (`sharex`, `sharey`, ...)."""
+    import matplotlib.pyplot as plt
+
+    ncols = max(1, min(ncols, n))
+    nrows = -(-n // ncols)
+    fig, axes = plt.subplots(
+        nrows, ncols, figsize=(min(width, FIGURE_WIDTH), panel_height * nrows), squeeze=False, layout="constrained", **subplots
+    )
+    flat = list(axes.ravel())
+    for ax in flat[n:]:
+        ax.remove()
+    return fig, flat[:n]
+
+
+def shared_legend(fig, axes=None, loc: str = "outside lower center", ncols: int | None = None, **kwargs):
+    """One legend for all panels of `fig` (each distinct label once), placed outside the panels (below
+    them by default), the panels' own legends removed. Needs a constrained-layout figure (`panel_grid`)
+    for the ``"outside ..."`` locations. Returns the legend, or None if no panel has a labelled artist."""
+    axes = list(fig.axes if axes is None else np.atleast_1d(axes).ravel())
+    handles: dict[str, object] = {}
+    for ax in axes:
+        for h, label in zip(*ax.get_legend_handles_labels()):
+            if not label.startswith("_"):
+                handles.setdefault(label, h)
+        if ax.get_legend() is not None:
+            ax.get_legend().remove()
+    if not handles:
+        return None
+    ncols = ncols or min(len(handles), 4)
+    return fig.legend(list(handles.values()), list(handles), loc=loc, ncols=ncols, **kwargs)
 
 
 def _equation(reaction: Reaction, digits: int = 3) -> str:
@@ -156,19 +279,21 @@ def plot_fit(dataset, predictions, experiments=(0,), species=None, ax=None, titl
 
     - `dataset`: the `Dataset`.
     - `predictions`: (n_experiments, n_times, n_observed) model concentrations.
-    - `experiments`: which experiments to draw (one panel each).
+    - `experiments`: which experiments to draw (one panel each, at most three per row, `panel_grid`).
+    - `ax`: axes to draw into (one per experiment) instead of a new figure.
+
+    One legend for all panels (species; line: model, markers: data), below them in a new figure.
     """
-    import matplotlib.pyplot as plt
     import seaborn as sns
 
     species = list(species or dataset.species)
     cols = [dataset.species.index(s) for s in species]
     experiments = list(experiments)
-    if ax is None:
-        fig, axes = plt.subplots(1, len(experiments), figsize=(4.2 * len(experiments), 3.4), sharey=True, squeeze=False)
-        axes = axes[0]
+    new = ax is None
+    if new:
+        fig, axes = panel_grid(len(experiments), sharey=True)
     else:
-        axes = np.atleast_1d(ax)
+        axes = list(np.atleast_1d(ax).ravel())
         fig = axes[0].figure
     palette = sns.color_palette("colorblind", len(species))
     for a, e in zip(axes, experiments):
@@ -176,10 +301,12 @@ def plot_fit(dataset, predictions, experiments=(0,), species=None, ax=None, titl
             a.plot(dataset.ts, dataset.ys[e, :, c], "o", ms=3, mfc="none", color=color, alpha=0.7)
             a.plot(dataset.ts, predictions[e, :, c], "-", color=color, label=s)
         a.set_xlabel("time (a.u.)")
-        a.set_title(f"experiment {e} ({dataset.split[e]})" if title is None else title)
+        a.set_title(f"experiment {e}\n({dataset.split[e]})" if title is None else title)
     axes[0].set_ylabel("concentration (a.u.)")
-    axes[-1].legend(title="species (line: model,\nmarkers: data)", fontsize=8, title_fontsize=8, loc="best")
-    fig.tight_layout()
+    if new:
+        shared_legend(fig, axes, title="species (line: model, markers: data)", ncols=len(species))
+    else:
+        axes[-1].legend(title="species (line: model,\nmarkers: data)", loc="best")
     return fig
 
 
@@ -188,7 +315,7 @@ def plot_loss_history(result, ax=None, label_prefix=""):
     import matplotlib.pyplot as plt
 
     if ax is None:
-        fig, ax = plt.subplots(figsize=(5.5, 3.5))
+        fig, ax = plt.subplots(figsize=(5.5, 3.5), layout="constrained")
     epochs = np.arange(1, result.train_history.shape[1] + 1)
     for s in range(result.n_starts):
         best = s == result.best_start
@@ -212,7 +339,7 @@ def plot_loss_history(result, ax=None, label_prefix=""):
     ax.set_yscale("log")
     ax.set_xlabel("epoch")
     ax.set_ylabel("scaled MAE loss (a.u.)")
-    ax.legend(fontsize=8)
+    ax.legend()
     return ax.figure
 
 

@@ -107,3 +107,42 @@ def test_mechanism_predictor_puts_hidden_species_last_and_at_zero():
     t = np.linspace(0, 5, 11)
     np.testing.assert_allclose(pred[0, :, 0], np.exp(-t), rtol=1e-5)
     np.testing.assert_allclose(pred[0, :, 1], 1 - np.exp(-t) - t * np.exp(-t), atol=1e-6)
+
+
+def test_dataset_labels_and_table_numbers():
+    from crnn.report import DATASET_LABELS, dataset_label, significant, styled
+
+    assert dataset_label("two_step_hidden_Z_noise5") == "positive control, 5 % noise"
+    assert (
+        dataset_label("third_order_2AB") == "2A + B -> C" and dataset_label("classic_noise10") == "classic mechanism, 10 % noise"
+    )
+    assert dataset_label("something else") == "something else"  # unknown names fall back to themselves
+    for name in crnn.results.DATA.glob("*.json"):  # every canonical dataset has a reader's label
+        assert name.stem in DATASET_LABELS, name.stem
+    assert len(set(DATASET_LABELS.values())) == len(DATASET_LABELS)
+    assert [significant(x) for x in (0.000123456, 0.45678, 12.345, 12345.6, 3, True, float("nan"), 1.5e-7)] == [
+        "0.000123", "0.457", "12.3", "12346", "3", "yes", "", "1.50e-7"
+    ]  # fmt: skip
+    html = styled(pd.DataFrame({"loss": [0.123456], "p": [0.0412]}), formats={"p": "{:.1g}"}).to_html()
+    assert "0.123" in html and "0.04" in html and "0.1234" not in html and '<th class="blank' not in html
+
+
+def test_panel_grid_wraps_and_shares_one_legend():
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from crnn.report import FIGURE_WIDTH, panel_grid, shared_legend
+
+    fig, axes = panel_grid(6)
+    assert len(axes) == 6 and len(fig.axes) == 6 and fig.get_figwidth() <= FIGURE_WIDTH
+    assert {ax.get_subplotspec().colspan.start for ax in axes} == {0, 1, 2}  # three per row, two rows
+    for ax in axes:
+        ax.plot([0, 1], [0, 1], label="a")
+        ax.legend()
+    legend = shared_legend(fig)
+    assert [t.get_text() for t in legend.get_texts()] == ["a"] and all(ax.get_legend() is None for ax in axes)
+    fig, axes = panel_grid(4)
+    assert len(axes) == 4 and len(fig.axes) == 4  # the spare cell of the 2 x 3 grid is removed
+    plt.close("all")
