@@ -273,6 +273,10 @@ class Training(eqx.Module):
     - `integrator`: the training integrator (stiff-safe `Rosenbrock()`).
     - `floor`: concentration floor of the training rate law (whole-number orders need only a tiny one).
     - `eval_every`: epochs per jitted chunk (progress updates between chunks).
+    - `screen_at`, `keep_libraries`: with more than `keep_libraries` libraries, after `screen_at` of the
+      epochs (before the penalty starts) each start goes on with only its `keep_libraries` libraries of
+      lowest data loss; the others stop there (recorded as screened out). Cost: all libraries for a
+      quarter of the epochs, two for the rest.
     """
 
     lr: float = 0.1
@@ -285,6 +289,8 @@ class Training(eqx.Module):
     integrator: Rosenbrock = Rosenbrock()
     floor: float = eqx.field(static=True, default=1e-12)
     eval_every: int = eqx.field(static=True, default=100)
+    screen_at: float = 0.25
+    keep_libraries: int = 2
 
     def describe(self) -> dict:
         out = {f.name: getattr(self, f.name) for f in dataclasses.fields(self)}
@@ -305,6 +311,8 @@ class Simplification(eqx.Module):
     - `max_group`: the largest group of reactions removed at once (1: one at a time; 2: pairs too).
     - `screen`: single removals refitted first in each round, those predicted cheapest, besides one
       bulk removal (see `_eliminate`); 0 skips this stage (every single removal, then every group).
+    - `additions`: when no removal helps, also try adding library reactions (a score test picks
+      `screen` of them to refit): a reaction the learning switched off early is not lost for good.
     - `per_start`: how many libraries of each random start are pruned, refitted and simplified: those
       with the lowest data loss after learning (the others are recorded, not simplified).
     - `iterations`: at most this many Levenberg-Marquardt steps in the refit after pruning;
@@ -321,6 +329,7 @@ class Simplification(eqx.Module):
     resolution: float = 1e-4
     max_group: int = eqx.field(static=True, default=2)
     screen: int = eqx.field(static=True, default=3)
+    additions: bool = eqx.field(static=True, default=True)
     per_start: int = eqx.field(static=True, default=1)
     iterations: int = eqx.field(static=True, default=60)
     child_iterations: int = eqx.field(static=True, default=40)
@@ -532,6 +541,31 @@ def _losses(integrator, field, n_obs: int, w_in, ln_k, w_out, y0, ys, scale, ts)
     return jax.vmap(one)(w_in, ln_k, w_out)
 
 
+@eqx.filter_jit
+def _addition_scores(integrator, field, ts, w_in, ln_k, w_out, slot, step, y0, ys, scale):
+    """Score test of adding one reaction to each mechanism of a chunk (vmapped).
+
+    Row `slot` of each mechanism is the candidate; it is solved once at rate `step` and once switched
+    off. With `col` the change of the scaled residuals per unit of its rate constant and `r` the
+    residuals without it, returns `(col . r, col . col)`: adding it at rate `k` changes the sum of
+    squares by `2 k col . r + k^2 col . col` to first order, at best by `-(col . r)^2 / col . col`
+    at `k = -col . r / col . col` (when that is positive)."""
+    n_obs = ys.shape[-1]
+
+    def one(a, lk, c, j):
+        def residual(value):
+            pred, ok = integrator.solve(field, (a, lk.at[j].set(value), c), y0, ts)
+            return ((pred[..., :n_obs] - ys) / scale).ravel(), ok
+
+        off, ok_off = residual(jnp.log(step) - 60.0)
+        on, ok_on = residual(jnp.log(step))
+        col = (on - off) / step
+        ok = ok_off & ok_on
+        return jnp.where(ok, col @ off, 0.0), jnp.where(ok, col @ col, 0.0)
+
+    return jax.vmap(one)(w_in, ln_k, w_out, slot)
+
+
 REFIT_CHUNK = 4  # mechanisms per compiled refit; the last chunk of a batch is padded
 
 
@@ -590,6 +624,53 @@ class _Context:
     def score(self, key) -> float:
         return float(self.simplification.score(self.fits[key].sse, self.n_values, len(key[1])))
 
+    def _pack(self, items, size: int):
+        """Padded `(w_in, ln_k, w_out, mask)` of `(library, reaction indices, ln k)` items, `size` rows each."""
+        n_s = len(self.libraries[0].species)
+        w_in, w_out = np.zeros((len(items), size, n_s)), np.zeros((len(items), size, n_s))
+        ln_k = np.full((len(items), size), self.bounds[0] - 50.0)  # padded rows have no stoichiometry either
+        mask = np.zeros((len(items), size), bool)
+        for i, (lib, idx, values) in enumerate(items):
+            a, c = self.libraries[lib].weights()
+            w_in[i, : len(idx)], w_out[i, : len(idx)] = a[list(idx)], c[list(idx)]
+            ln_k[i, : len(idx)] = values
+            mask[i, : len(idx)] = True
+        return w_in, ln_k, w_out, mask
+
+    def additions(self, keys: Sequence, step: float = 1e-6) -> dict:
+        """For each structure of `keys`: library reaction -> (predicted fall of sse, ln k) of adding it alone."""
+        items, owners = [], []
+        for key in keys:
+            lib, reactions = key
+            idx = sorted(reactions)
+            fit = self.fits[key]
+            for j in range(self.libraries[lib].n_reactions):
+                if j not in reactions:
+                    items.append((lib, [*idx, j], [*(fit.ln_k[i] for i in idx), np.log(step)]))
+                    owners.append((key, j, len(idx)))
+        out: dict = {key: {} for key in keys}
+        if not items:
+            return out
+        by_size: dict = {}
+        for item, owner in zip(items, owners):
+            by_size.setdefault(_padded_size(len(item[1])), []).append((item, owner))
+        tr = self.dataset.train
+        data = (jnp.asarray(self.y0[tr]), jnp.asarray(self.dataset.ys[tr]), jnp.asarray(self.scale))
+        for size, group in sorted(by_size.items()):
+            group = group + [group[0]] * ((-len(group)) % REFIT_CHUNK)
+            w_in, ln_k, w_out, _ = self._pack([g[0] for g in group], size)
+            slot = np.array([g[1][2] for g in group])
+            for i in range(0, len(group), REFIT_CHUNK):
+                part = slice(i, i + REFIT_CHUNK)
+                g, q = _addition_scores(
+                    self.simplification.integrator, MassAction(self.floor), self.ts, jnp.asarray(w_in[part]),
+                    jnp.asarray(ln_k[part]), jnp.asarray(w_out[part]), jnp.asarray(slot[part]), step, *data,
+                )  # fmt: skip
+                for (_, (key, j, _)), gi, qi in zip(group[part], np.asarray(g), np.asarray(q)):
+                    k = -gi / qi if qi > 0 else 0.0
+                    out[key][j] = (gi * gi / qi if k > 0 else 0.0, float(np.log(k)) if k > 0 else self.bounds[0])
+        return out
+
     def refit(self, jobs: Mapping, iterations: int, progress=None) -> None:
         """Fit `jobs` (key -> warm-start ln k per reaction) not yet fitted; results into `fits`."""
         todo = [(k, v) for k, v in jobs.items() if k not in self.fits]
@@ -599,21 +680,16 @@ class _Context:
         tr = self.dataset.train
         y0, ys, scale = jnp.asarray(self.y0[tr]), jnp.asarray(self.dataset.ys[tr]), jnp.asarray(self.scale)
         bounds = jnp.asarray(self.bounds, dtype=float)
-        lo = self.bounds[0]
+        lo, hi = self.bounds
         field = MassAction(self.floor)
         for size, items in sorted(by_size.items()):
             items = items + [items[0]] * ((-len(items)) % REFIT_CHUNK)
-            n_s = len(self.libraries[0].species)
-            w_in = np.zeros((len(items), size, n_s))
-            w_out = np.zeros((len(items), size, n_s))
-            mask = np.zeros((len(items), size), bool)
-            ln_k0 = np.full((len(items), size), lo)
-            for i, ((lib, reactions), start) in enumerate(items):
-                a, c = self.libraries[lib].weights()
-                idx = sorted(reactions)
-                w_in[i, : len(idx)], w_out[i, : len(idx)] = a[idx], c[idx]
-                mask[i, : len(idx)] = True
-                ln_k0[i, : len(idx)] = np.clip([start[j] for j in idx], *self.bounds)
+            packed = [
+                (lib, sorted(reactions), np.clip([start[j] for j in sorted(reactions)], lo, hi))
+                for (lib, reactions), start in items
+            ]
+            w_in, ln_k0, w_out, mask = self._pack(packed, size)
+            ln_k0 = np.where(mask, ln_k0, lo)
             for i in range(0, len(items), REFIT_CHUNK):
                 part = slice(i, i + REFIT_CHUNK)
                 x, cost, gn = _refit_chunk(
@@ -629,22 +705,14 @@ class _Context:
                     progress.update(len({k for k, _ in items[part]}))
 
     def validation_losses(self, keys: Sequence) -> dict:
-        """Data loss of each fitted mechanism on the validation experiments: adaptive solve, exact mass action."""
+        """Data loss of each fitted mechanism on the validation experiments (solved with `Simplification.rescore`)."""
         keys = list(keys)
         if not keys:
             return {}
         n_r = max(lib.n_reactions for lib in self.libraries)
         padded = keys + [keys[0]] * ((-len(keys)) % REFIT_CHUNK)
-        n_s = len(self.libraries[0].species)
-        w_in, w_out = np.zeros((len(padded), n_r, n_s)), np.zeros((len(padded), n_r, n_s))
-        ln_k = np.full((len(padded), n_r), -np.inf)
-        for i, (lib, reactions) in enumerate(padded):
-            a, c = self.libraries[lib].weights()
-            idx = sorted(reactions)
-            w_in[i, : len(idx)], w_out[i, : len(idx)] = a[idx], c[idx]
-            rates = self.fits[(lib, reactions)].ln_k
-            ln_k[i, : len(idx)] = [rates[j] for j in idx]
-        ln_k = np.where(np.isfinite(ln_k), ln_k, self.bounds[0] - 50.0)  # padded rows: no reaction at all
+        items = [(lib, sorted(r), [self.fits[(lib, r)].ln_k[j] for j in sorted(r)]) for lib, r in padded]
+        w_in, ln_k, w_out, _ = self._pack(items, n_r)
         va = self.dataset.validation
         y0, ys, scale = jnp.asarray(self.y0[va]), jnp.asarray(self.dataset.ys[va]), jnp.asarray(self.scale)
         n_obs = len(self.dataset.species)
@@ -658,46 +726,57 @@ class _Context:
 
 
 def _eliminate(context: _Context, starts: Sequence, progress=None) -> dict:
-    """Backward elimination from every structure of `starts`; returns key -> list of steps.
+    """Stepwise simplification from every structure of `starts`; returns key -> list of steps.
 
-    Each step is `(removed reaction indices, next key)`; the last key of the chain is the final mechanism.
-    Each structure moves through three stages per removal:
+    Each step is `(change, reactions, next key)`, `change` "-" (removed) or "+" (added); the last key
+    of the chain is the final mechanism. Each structure moves through these stages:
 
     - `screen`: refit only the `screen` single removals predicted cheapest (`_Fit.removal_costs`) and
       one bulk removal (the prefix of reactions, cheapest first, with the lowest predicted criterion);
     - `singles`: when none of those lowers the criterion, every single removal;
     - `groups`: when none of those does, every pair (and larger groups among reactions with one
-      reactant side, up to `max_group`).
+      reactant side, up to `max_group`);
+    - `additions` (with `Simplification.additions`): when no removal helps, the `screen` library
+      reactions whose addition a score test predicts to lower the sum of squares most.
 
     The first stage whose best refit lowers the criterion moves the structure there (and back to
-    `screen`); when the last stage finds nothing, the structure is final. The predictions only choose
-    which removals to refit: a structure is final only when no single removal and no group lowers the
-    refitted criterion. All structures advance together, one stage at a time, so that each round's
-    refits form one batch; a structure reached twice is fitted once.
+    `screen`); when the last stage finds nothing, the structure is final. The criterion falls with
+    every move, so this ends. Predictions only choose which moves to refit: a structure is final only
+    when no single removal and no group lowers the refitted criterion. All structures advance
+    together, one stage at a time, so that each round's refits form one batch; a structure reached
+    twice is fitted once.
     """
     s = context.simplification
-    stages = ["screen", "singles"] + (["groups"] if s.max_group >= 2 else [])
+    stages = ["screen", "singles"] + (["groups"] if s.max_group >= 2 else []) + (["additions"] if s.additions else [])
     path: dict = {}
     pending = {(key, "screen") for key in starts}
     while pending:
+        adds = context.additions([key for key, stage in pending if stage == "additions"])
         children: dict = {}
         options: dict = {}
         for key, stage in pending:
             lib, reactions = key
             fit = context.fits[key]
+            if stage == "additions":
+                ranked = sorted(((gain, j, lnk) for j, (gain, lnk) in adds[key].items() if gain > 0), reverse=True)
+                for _, j, lnk in ranked[: max(s.screen, 1)]:
+                    child = (lib, frozenset(reactions) | {j})
+                    children.setdefault(child, {**fit.ln_k, j: lnk})
+                    options.setdefault((key, stage), []).append(("+", (j,), child))
+                continue
             for group in _candidates(context, key, stage):
                 rest = frozenset(reactions) - set(group)
                 if rest:
                     children.setdefault((lib, rest), fit.ln_k)
-                    options.setdefault((key, stage), []).append((group, (lib, rest)))
+                    options.setdefault((key, stage), []).append(("-", group, (lib, rest)))
         context.refit(children, s.child_iterations, progress)
         advance = set()
         for key, stage in pending:
-            best = min(options.get((key, stage), []), key=lambda gc: (context.score(gc[1]), len(gc[1][1])), default=None)
-            if best is not None and context.score(best[1]) < context.score(key):
+            best = min(options.get((key, stage), []), key=lambda m: (context.score(m[2]), len(m[2][1])), default=None)
+            if best is not None and context.score(best[2]) < context.score(key):
                 path[key] = best
-                advance.add((best[1], "screen"))
-            elif stage != stages[-1] and len(key[1]) > 1:
+                advance.add((best[2], "screen"))
+            elif stage != stages[-1]:
                 advance.add((key, stages[stages.index(stage) + 1]))
             else:
                 path[key] = None
@@ -706,8 +785,8 @@ def _eliminate(context: _Context, starts: Sequence, progress=None) -> dict:
     for key in starts:
         steps, k = [], key
         while path.get(k) is not None:
-            group, k = path[k]
-            steps.append((group, k))
+            change, group, k = path[k]
+            steps.append((change, group, k))
         chains[key] = steps
     return chains
 
@@ -768,14 +847,15 @@ def simplify(
     if list(mechanism.species[: len(observed)]) != observed:
         raise ValueError(f"mechanism must list the data's species {observed} first, got {list(mechanism.species)}")
     library = Library(tuple(mechanism.species), len(observed), None, candidate.reactions)
+    simplification = dataclasses.replace(simplification, additions=False)  # nothing outside the mechanism to add
     context = _make_context([library], dataset, simplification, ln_k_bounds, floor)
     key = (0, frozenset(range(library.n_reactions)))
     context.refit({key: dict(enumerate(np.log(mechanism.rates)))}, simplification.iterations)
     chain = _eliminate(context, [key])[key]
-    final = chain[-1][1] if chain else key
+    final = chain[-1][2] if chain else key
     rates = context.fits[final].ln_k
     idx = sorted(final[1])
-    removed = [library.equations(group) for group, _ in chain]
+    removed = [library.equations(group) for change, group, _ in chain if change == "-"]
     return library.mechanism(idx, [float(np.exp(rates[j])) for j in idx]), removed
 
 
@@ -800,7 +880,8 @@ class Discovery:
       mechanism), `hidden composition`, `mechanism` (final equations and rates, `Mechanism.parse`-able),
       `reactions`, `criterion` (the information criterion on the training experiments), `train sse`,
       `validation loss` (adaptive, exact mass action).
-    - `runs`: one row per library and start: `learned loss` (data loss after learning), `simplified`
+    - `runs`: one row per library and start: `learned loss` (data loss after learning, or where it was
+      screened out), `screened out` (see `Training.keep_libraries`), `simplified`
       (whether this library was among the start's `Simplification.per_start` best), `kept`
       (reactions with flux), `pruned` (equations dropped for carrying no flux), `eliminated` (the groups
       of equations removed by backward elimination, in order), `final` (equations), `criterion`.
@@ -954,6 +1035,9 @@ def discover(
     bar = _progress(epochs, progress, f"learn {n_lib} librar{'y' if n_lib == 1 else 'ies'} x {n_starts} starts")
     t0 = time.perf_counter()
     done = 0
+    active = np.arange(n_lib * n_starts)  # the problems still trained
+    screened_loss = np.full(n_lib * n_starts, np.nan)  # data loss where a problem was screened out
+    screen_at = int(round(training.screen_at * epochs / training.eval_every)) * training.eval_every
     while done < epochs:
         length = min(training.eval_every, epochs - done)
         state = _learn_chunk(training.integrator, field, context.ts, length, hyper, problems, state)
@@ -961,24 +1045,43 @@ def discover(
         done += length
         bar.update(length)
         bar.set_postfix(loss=f"{np.nanmin(np.where(np.isfinite(loss), loss, np.nan)):.3e}" if np.isfinite(loss).any() else "n/a")
+        if done == screen_at and n_lib > training.keep_libraries and done < epochs:
+            # each start goes on with its `keep_libraries` libraries of lowest data loss
+            ranks = np.argsort(
+                np.argsort(np.where(np.isfinite(loss), loss, np.inf).reshape(n_lib, n_starts), axis=0, kind="stable"), axis=0
+            )
+            keep = np.flatnonzero(ranks.reshape(-1) < training.keep_libraries)
+            screened_loss[active] = loss
+            active = active[keep]
+            take = lambda tree: jax.tree.map(lambda a: a[jnp.asarray(keep)], tree)
+            state = take(state)
+            problems = _Problems(
+                *(take(getattr(problems, f)) for f in ("w_in", "w_out", "mask")), problems.y0, problems.ys, problems.scale
+            )
     bar.close()
     learn_s = time.perf_counter() - t0
 
     # -- pruning by flux
     t0 = time.perf_counter()
-    ln_k = np.asarray(state.ln_k)
-    learned_loss, flux = (np.asarray(a) for a in _fluxes(training.integrator, field, context.ts, problems, jnp.asarray(ln_k)))
+    trained = np.asarray(state.ln_k)
+    learned_loss, flux = (np.asarray(a) for a in _fluxes(training.integrator, field, context.ts, problems, state.ln_k))
+    position = {int(p): i for i, p in enumerate(active)}
     runs = []
     for p in range(n_lib * n_starts):
         lib, start = divmod(p, n_starts)
         n = libraries[lib].n_reactions
-        fl = flux[p, :n]
+        if p not in position:
+            runs.append({"library": lib, "start": start, "ln_k": None, "learned loss": float(screened_loss[p]), "kept": (),
+                         "screened out": True})  # fmt: skip
+            continue
+        i = position[p]
+        fl = flux[i, :n]
         keep = np.ones(n, bool) if not np.all(np.isfinite(fl)) else fl >= simplification.flux_rel * fl.max()
-        runs.append({"library": lib, "start": start, "ln_k": ln_k[p, :n], "learned loss": float(learned_loss[p]),
-                     "kept": tuple(np.flatnonzero(keep).tolist())})  # fmt: skip
+        runs.append({"library": lib, "start": start, "ln_k": trained[i, :n], "learned loss": float(learned_loss[i]),
+                     "kept": tuple(np.flatnonzero(keep).tolist()), "screened out": False})  # fmt: skip
     # each start simplifies only its `per_start` libraries of lowest learned loss
     for start in range(n_starts):
-        by_loss = lambda r: (not np.isfinite(r["learned loss"]), r["learned loss"])
+        by_loss = lambda r: (r["screened out"] or not np.isfinite(r["learned loss"]), r["learned loss"])
         mine = sorted((r for r in runs if r["start"] == start), key=by_loss)
         for rank, r in enumerate(mine):
             r["simplified"] = rank < simplification.per_start and bool(r["kept"])
@@ -998,13 +1101,15 @@ def discover(
     for r in runs:
         key = (r["library"], frozenset(r["kept"]))
         lib = libraries[r["library"]]
-        r["pruned"] = lib.equations([j for j in range(lib.n_reactions) if j not in r["kept"]])
+        r["pruned"] = [] if r["screened out"] else lib.equations([j for j in range(lib.n_reactions) if j not in r["kept"]])
         if not r["simplified"]:
-            r.update(eliminated=[], final=None, criterion=np.inf)
+            r.update(eliminated=[], added=[], steps=[], final=None, criterion=np.inf)
             continue
         chain = chains[key]
-        final = chain[-1][1] if chain else key
-        r.update(eliminated=[lib.equations(g) for g, _ in chain], final=final, criterion=context.score(final))
+        final = chain[-1][2] if chain else key
+        steps = [(change, lib.equations(g)) for change, g, _ in chain]
+        r.update(eliminated=[e for c, e in steps if c == "-"], added=[e[0] for c, e in steps if c == "+"], steps=steps)
+        r.update(final=final, criterion=context.score(final))
     finals = {r["final"] for r in runs if r["final"] is not None}
     validation = context.validation_losses(sorted(finals, key=lambda k: (k[0], sorted(k[1]))))
     rescore_s = time.perf_counter() - t0
@@ -1042,8 +1147,10 @@ def discover(
     run_table = pd.DataFrame(
         [
             {
-                "library": r["library"], "start": r["start"], "learned loss": r["learned loss"], "simplified": r["simplified"],
+                "library": r["library"], "start": r["start"], "learned loss": r["learned loss"],
+                "screened out": r["screened out"], "simplified": r["simplified"],
                 "kept": libraries[r["library"]].equations(r["kept"]), "pruned": r["pruned"], "eliminated": r["eliminated"],
+                "added": r["added"], "steps": r["steps"],
                 "final": [] if r["final"] is None else libraries[r["library"]].equations(sorted(r["final"][1])),
                 "criterion": r["criterion"],
             }
