@@ -12,25 +12,28 @@ reactions run:
    never fire from the initial species are dropped (the reasoning of `crnn.landscape`), and so is a
    library that cannot make every observed species that changes, or one of its hidden species.
 2. **Learning.** Each library reaction has its own learnable `ln k`; nothing else is learned. From
-   `n_starts` random starts per library (`ln k ~ U(ln_k_range)`), full-batch Adam on the study's data
-   loss (scaled MAE, `crnn.data_loss`) of the training experiments plus a sparsity penalty
-   `sparsity * sum_j (ln k_j - ln_k_min)`, through the stiff-safe Rosenbrock solve with its
-   hand-written adjoint. Every library and start is one problem of a single vmapped batch (libraries
-   padded to a common size with masked reactions); the steps are one module-level jitted function
-   whose data and hyperparameters are arguments, compiled once per shape.
-3. **Pruning.** Reactions whose largest rate along the learned model's own trajectories is below
-   `flux_rel` times the largest are dropped.
+   `n_starts` random starts per library (`ln k ~ U(ln_k_range)`, slow rates), full-batch Adam on the
+   study's data loss (scaled MAE, `crnn.data_loss`) of the training experiments plus a sparsity
+   penalty `sparsity * sum_j (ln k_j - ln_k_min)` that is off for the first 40 % of the epochs and
+   then ramps up, through the stiff-safe Rosenbrock solve with its hand-written adjoint. Every library
+   and start is one problem of a single vmapped batch (libraries padded to a common size with masked
+   reactions); the steps are one module-level jitted function whose data and hyperparameters are
+   arguments, compiled once per shape. With more than two libraries, each start goes on with its two
+   best libraries after a quarter of the epochs (`Training.keep_libraries`).
+3. **Pruning.** Each start keeps its library of lowest data loss; reactions whose largest rate along
+   the learned model's own trajectories is below `flux_rel` times the largest are dropped.
 4. **Refit and simplification.** The rates of what is left are refitted by Levenberg-Marquardt on the
-   scaled residuals (warm-started from the learned ones), then backward elimination by an
-   information criterion: each round removes every single reaction in turn, refits the rest, and
-   takes the removal that lowers the criterion most; when none does, it tries every pair of reactions
-   the same way (`max_group`), and stops when no group helps. Pairs matter: `X + Y -> 2X` and
-   `X + Y -> 2Y` at equal rates net to nothing, and two reactions can stand in for one that is also
-   present or compensate each other; removing one of them at a time makes the fit worse, removing
-   both does not.
-5. **Choice and re-scoring.** Each start keeps, over the libraries, the simplified mechanism with the
-   lowest criterion; every distinct final mechanism is re-solved with an adaptive implicit solver and
-   exact mass action on the validation experiments (as `crnn.landscape.fit_rates` scores the map).
+   scaled residuals (warm-started from the learned ones), then stepwise simplification by an
+   information criterion (BIC): reactions are removed while a removal lowers it (first the removals
+   a linearisation predicts to be cheapest and one bulk removal, then every single reaction, then
+   every pair), and when no removal helps, library reactions that a score test favours are tried as
+   additions (`_eliminate`). Pairs matter: `X + Y -> 2X` and `X + Y -> 2Y` at equal rates net to
+   nothing, and two reactions can stand in for one that is also present or compensate each other;
+   removing one of them at a time makes the fit worse, removing both does not. Additions matter: a
+   reaction the learning switched off early cannot come back by gradient (its gradient is
+   proportional to its rate).
+5. **Re-scoring.** Every distinct final mechanism is re-solved on the validation experiments
+   (`Simplification.rescore`); `Discovery.ranked` lists them, best validation loss first.
 
 Why a sparsity penalty on `ln k`: Adam moves each parameter by about its learning rate whatever the
 size of its gradient, so a reaction the data do not need (zero data gradient) slides down at full

@@ -16,6 +16,9 @@ The leak, link and browser checks run on both books (quick and full).
 Every page loads with no console error and no request leaving this machine; the mathematics is
 typeset by the bundled MathJax; every image has loaded and has alternative text; every internal
 link resolves; axe-core finds no serious or critical accessibility violation.
+At a 1280 px wide window a reader can read every page at a glance: no figure is shown at less than half
+its natural width, no code cell shows printed lines or plain reprs (unless tagged `deliberate-output`),
+no section of a page's outline holds only code.
 
 Chromium is looked up as `$CRNN_CHROMIUM`, `chromium` or `chromium-browser`. Where it is missing the
 test is skipped with a message saying so; with `CRNN_REQUIRE_BROWSER=1` (set by CI) it fails instead.
@@ -235,3 +238,50 @@ def test_pages_in_a_real_browser(served_book, browser):
     context.close()
     problems += [("(any)", f"request leaving the machine: {u}") for u in sorted(set(outside))]
     assert not problems, "\n".join(f"{p}: {m}" for p, m in problems[:40])
+
+
+# What a reader sees of a figure and of a code cell's output, at the width of an ordinary screen.
+_READER_VIEWPORT = {"width": 1280, "height": 900}
+_CODE_OUTPUT = ", ".join(
+    f"div.cell_output .output.{kind}" for kind in ("stream", "stderr", "traceback", "text_plain")
+)  # printed lines, warnings, errors and plain reprs of a code cell (myst-nb's classes); tables and figures are other kinds
+_DELIBERATE = "tag_deliberate-output"  # myst-nb's class for a cell tagged `deliberate-output`
+_CODE_ONLY_SECTIONS = """() => Array.from(document.querySelectorAll('main section section')).filter(s => {
+    const kids = Array.from(s.children).filter(c => !/^H[1-6]$/.test(c.tagName) && c.tagName !== 'SECTION');
+    return kids.length > 0 && kids.every(c => c.matches('div.cell') && !c.querySelector('.cell_output'));
+}).map(s => s.querySelector('h1, h2, h3, h4, h5, h6').textContent.replace(/#$/, '').trim())"""
+
+
+def test_pages_read_at_a_glance(served_book, browser):
+    """Every page, as a reader sees it in a window 1280 px wide: (a) no figure is shown at less than half its natural
+    width (a figure drawn too wide is scaled down until its text cannot be read: at most three panels a row, about
+    7 inches at 100 dpi, `crnn.report.panel_grid`); (b) no code output that is not a result: printed lines (progress,
+    logs), warnings, tracebacks or plain-text reprs, unless the cell is tagged `deliberate-output`; (c) no section
+    of the page's outline that holds nothing but (folded) code, such as an "Imports" heading."""
+    html_dir, base = served_book
+    context = browser.new_context(viewport=_READER_VIEWPORT)
+    context.route("**/*", lambda r: r.continue_() if urlsplit(r.request.url).hostname in ("127.0.0.1", None) else r.abort())
+    problems = []
+    for page_name in _pages(html_dir):
+        page = context.new_page()
+        page.goto(base + page_name, wait_until="load")
+        for img in page.evaluate(
+            "() => Array.from(document.querySelectorAll('main img')).filter(i => i.naturalWidth > 0 && i.clientWidth > 0)"
+            ".map(i => ({src: i.getAttribute('src'), shown: i.clientWidth, natural: i.naturalWidth}))"
+        ):
+            if img["shown"] < 0.5 * img["natural"]:
+                problems.append(
+                    (page_name, f"figure shown at {img['shown']} of its {img['natural']} px, too small to read: {img['src']}")
+                )
+        for out in page.evaluate(
+            "(sel) => Array.from(document.querySelectorAll(sel)).map(o => ({cell: (o.closest('div.cell') || o).className,"
+            " kind: o.className, text: (o.querySelector('pre') || o).textContent.trim().slice(0, 120)}))",
+            _CODE_OUTPUT,
+        ):
+            if _DELIBERATE not in out["cell"].split():
+                problems.append((page_name, f"code output that is not a result ({out['kind']}): {out['text']!r}"))
+        for heading in page.evaluate(_CODE_ONLY_SECTIONS):
+            problems.append((page_name, f"a section with nothing but code in the page's outline: {heading!r}"))
+        page.close()
+    context.close()
+    assert not problems, "\n".join(f"{p}: {m}" for p, m in problems[:60])
