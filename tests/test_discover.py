@@ -1,9 +1,6 @@
 """The library learner (crnn.discover): libraries counted by hand, mass balance with element vectors, argument
 checks, the simplifier on a null pair, compile-once, and the positive control."""
 
-import logging
-
-import jax
 import numpy as np
 import pytest
 
@@ -113,29 +110,9 @@ def test_simplifier_removes_a_null_pair_as_a_group(two_step):
     assert stuck.n_reactions == 5 and removed == []
 
 
-def _compilations(call) -> int:
-    """How many XLA compilations `call()` triggers (JAX's own log of them, as tests/test_train.py counts)."""
-
-    class Count(logging.Handler):
-        n = 0
-
-        def emit(self, record):
-            if "Finished XLA compilation" in record.getMessage():
-                Count.n += 1
-
-    handler = Count()
-    logger = logging.getLogger("jax")
-    logger.addHandler(handler)
-    jax.config.update("jax_log_compiles", True)
-    try:
-        call()
-    finally:
-        jax.config.update("jax_log_compiles", False)
-        logger.removeHandler(handler)
-    return Count.n
-
-
 def test_a_second_identical_discover_compiles_nothing(tiny):
+    from test_train import _compilations  # JAX's own log of XLA compilations, counted
+
     call = lambda: discover(tiny, 0, composition={"A": [1], "B": [2]}, n_starts=2, epochs=20,
                             training=Training(eval_every=10), progress=False)  # fmt: skip
     assert _compilations(call) > 0  # the first call compiles (the counter works)
