@@ -22,8 +22,9 @@ Usage::
 Each run executes `notebooks/<notebook>` with its parameters plus `quick` and
 `results_path`. The executed notebook goes to `<book>/runs/<name>.ipynb`, the
 results to `<results>/<name>.json`. A run is skipped (cached) when its
-notebook, parameters, mode, package source (the runner aside) and pinned
-versions are unchanged and every input it read last time (datasets, seed
+notebook, parameters, mode, pinned versions and the package source files its
+notebook can execute (the modules it imports and theirs, `package_closure`;
+the runner aside) are unchanged and every input it read last time (datasets, seed
 reference, other runs' results, as recorded by `crnn.results`) has the same
 digest. Each run's results record these components separately (the
 notebook's digest, the parameters, a digest per package file, the pins)
@@ -190,6 +191,51 @@ def package_file_digests() -> dict[str, str]:
     return {f.name: file_digest(f) for f in sorted(PACKAGE.glob("*.py")) if f.name not in RUNNER_ONLY}
 
 
+def _crnn_imports(tree: ast.AST, modules: set[str], relative: bool) -> set[str]:
+    """The package's modules (file stems) that the code of `tree` imports, anywhere in it (static: an import
+    in a branch that never runs counts too). `relative`: the code is a package module (`from . import x`)."""
+    found = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            parts = [alias.name.split(".") for alias in node.names if alias.name.split(".")[0] == "crnn"]
+        elif isinstance(node, ast.ImportFrom) and node.level == 0 and (node.module or "").split(".")[0] == "crnn":
+            parts = [node.module.split(".")]
+        elif isinstance(node, ast.ImportFrom) and node.level == 1 and relative:
+            parts = [["crnn", *node.module.split(".")] if node.module else ["crnn"]]
+        else:
+            continue
+        if not parts:
+            continue
+        if isinstance(node, ast.ImportFrom) and len(parts[0]) == 1:  # from crnn import x: x may be a module
+            found |= {alias.name for alias in node.names if alias.name in modules}
+        found |= {"__init__"} | {p[1] for p in parts if len(p) > 1}
+    return found & modules
+
+
+def package_closure(notebook: Path) -> set[str]:
+    """The package files (names, the runner aside) a notebook's code can execute: the modules its cells import,
+    directly or through other modules of the package, with `__init__.py` (static import closure). Only these
+    files' digests decide whether a run is stale: a new module, or an edit of one the notebook never imports,
+    changes none of its outputs. Every file where a cell or a module does not parse."""
+    files = {f.stem: f for f in PACKAGE.glob("*.py") if f.name not in RUNNER_ONLY}
+    try:
+        cells = json.loads(Path(notebook).read_text()).get("cells", [])
+        code = [
+            "\n".join(line for line in "".join(c.get("source", "")).splitlines() if not line.lstrip().startswith(("%", "!")))
+            for c in cells
+            if c.get("cell_type") == "code"
+        ]
+        todo = set().union(set(), *(_crnn_imports(ast.parse(c), set(files), relative=False) for c in code))
+        seen: set[str] = set()
+        while todo:
+            stem = todo.pop()
+            seen.add(stem)
+            todo |= _crnn_imports(ast.parse(files[stem].read_text()), set(files), relative=True) - seen
+    except (OSError, SyntaxError, ValueError, KeyError):
+        return {f"{stem}.py" for stem in files}
+    return {f"{stem}.py" for stem in seen}
+
+
 def _components(run: Run, notebooks_dir: Path, quick: bool, package_files: dict, versions: dict) -> dict:
     """What `cache_key` combines, recorded one by one in a run's results so that `run_status` can name a change."""
     return {
@@ -235,7 +281,25 @@ def _input_digest(label: str, results_dirs: list[Path]) -> str | None:
     return None  # an input that cannot be checked counts as changed
 
 
-def _cached(run: Run, runs_dir: Path, results_dir: Path, key: str, results_dirs: list[Path]) -> bool:
+def _same_definition(
+    run: Run, meta: dict, key: str, notebooks_dir: Path, quick: bool, package_files: dict, versions: dict
+) -> bool:
+    """Whether recorded results were computed from today's notebook, parameters, mode, pins and the package files
+    the notebook can execute (`package_closure`); for results that record only the combined key: that key."""
+    if "notebook_sha256_source" not in meta:
+        return meta.get("cache_key") == key
+    recorded = meta.get("package_sha256") or {}
+    return (
+        bool(meta.get("quick")) == quick
+        and meta["notebook_sha256_source"] == file_digest(notebooks_dir / run.notebook)
+        and meta.get("parameters") == run.parameters_for(quick)
+        and meta.get("pins") == versions
+        and all(recorded.get(f) == package_files.get(f) for f in package_closure(notebooks_dir / run.notebook))
+    )
+
+
+def _cached(run: Run, runs_dir: Path, results_dir: Path, key: str, results_dirs: list[Path], definition: tuple) -> bool:
+    """`definition`: (notebooks folder, quick, package file digests, pins), as `_same_definition` takes them."""
     final_nb, final_json = runs_dir / f"{run.name}.ipynb", results_dir / f"{run.name}.json"
     if not (final_nb.exists() and final_json.exists()):
         return False
@@ -243,7 +307,7 @@ def _cached(run: Run, runs_dir: Path, results_dir: Path, key: str, results_dirs:
         meta = json.loads(final_json.read_text()).get("run", {})
     except json.JSONDecodeError:
         return False
-    if meta.get("cache_key") != key or meta.get("notebook_sha256") != file_digest(final_nb):
+    if not _same_definition(run, meta, key, *definition) or meta.get("notebook_sha256") != file_digest(final_nb):
         return False
     return all(_input_digest(label, results_dirs) == digest for label, digest in meta.get("inputs", {}).items())
 
@@ -318,8 +382,8 @@ def _status_of(run, meta, executed, quick, notebooks_dir, package_files, package
             reasons.append(f"notebook {run.notebook}")
         if meta.get("parameters") != parameters:
             reasons.append("parameters")
-        recorded = meta.get("package_sha256") or {}
-        changed = sorted(f for f in set(recorded) | set(package_files) if recorded.get(f) != package_files.get(f))
+        recorded, closure = meta.get("package_sha256") or {}, package_closure(notebooks_dir / run.notebook)
+        changed = sorted(f for f in closure if recorded.get(f) != package_files.get(f))
         if changed:
             reasons.append(f"package source ({', '.join(changed)})")
         if meta.get("pins") != versions:
@@ -684,7 +748,9 @@ def run_all(
                     pending.remove(run)
                     key = cache_key(run, notebooks_dir, quick, digest, versions)
                     final_json = results_dir / f"{run.name}.json"
-                    cached = not force and _cached(run, runs_dir, results_dir, key, results_dirs)
+                    cached = not force and _cached(
+                        run, runs_dir, results_dir, key, results_dirs, (notebooks_dir, quick, package_files, versions)
+                    )
                     present = (runs_dir / f"{run.name}.ipynb").exists() and _recorded_run(final_json) is not None
                     if cached or (missing_only and not force and present):
                         statuses[run.name] = {"name": run.name, "status": "cached" if cached else "stale", "wall_time_s": 0.0}

@@ -236,6 +236,9 @@ def test_status_names_what_changed(two_notebooks, monkeypatch, capsys):
     for file in study.PACKAGE.glob("*.py"):
         shutil.copy(file, package / file.name)
     monkeypatch.setattr(study, "PACKAGE", package)  # a copy of the package source, to edit
+    # run "one" imports the package (its closure: __init__.py and what it imports), run "two" imports nothing of it
+    source = "import json\nimport crnn._loss\njson.dump({'value': value, 'quick': quick}, open(results_path, 'w'))"
+    _notebook(project / "notebooks" / "good.ipynb", source)
     _run(project, quick=True)
     status = _status(project)
     assert {n: (s.state, s.reasons) for n, s in status.items()} == {"one": ("fresh", ()), "two": ("fresh", ())}
@@ -263,13 +266,23 @@ def test_status_names_what_changed(two_notebooks, monkeypatch, capsys):
     assert {n: s.reasons for n, s in _status(project).items()} == {"one": (), "two": ("parameters",)}
     manifest.write_text(manifest.read_text().replace("parameters: {value: 3}", "parameters: {value: 2}"))
 
+    assert "_loss.py" in study.package_closure(good) and "__init__.py" in study.package_closure(good)
+    assert study.package_closure(project / "notebooks" / "other.ipynb") == set()
     with open(package / "_loss.py", "a") as f:
         f.write("\n# an edit\n")
     (package / "new_module.py").write_text("x = 1\n")
     (package / "study.py").write_text("# the runner changes no result\n")
-    assert _status(project)["one"].reasons == ("package source (_loss.py, new_module.py)",)
+    status = _status(project)  # a module no notebook imports, and the runner, change nothing
+    assert (status["one"].reasons, status["two"].reasons) == (("package source (_loss.py)",), ())
+    init = (package / "__init__.py").read_text()
+    (package / "__init__.py").write_text(init + "\nfrom . import new_module as new_module\n")  # now every importer runs it
+    assert _status(project)["one"].reasons == ("package source (__init__.py, _loss.py, new_module.py)",)
+    assert [s["status"] for s in _run(project, quick=True)] == ["ran", "cached"]  # the runner decides the same way
+    (package / "__init__.py").write_text(init)
     (package / "new_module.py").unlink()
-    shutil.copy(study.ROOT / "crnn" / "_loss.py", package / "_loss.py")
+    shutil.copy(study.ROOT / "crnn" / "_loss.py", package / "_loss.py")  # back as it was: "one" was computed with the edits
+    assert _status(project)["one"].reasons == ("package source (__init__.py, _loss.py)",)
+    assert [s["status"] for s in _run(project, quick=True)] == ["ran", "cached"]
     assert _status(project)["one"].fresh
 
     pins = study.pinned_versions()
