@@ -1,0 +1,420 @@
+"""Intervals on the rate constants of a fixed mechanism: profile likelihood and a bootstrap over experiments.
+
+A mechanism's structure is fixed (a map candidate, the rounded mechanism of a CRNN start, a learner's
+result); its rate constants are fitted to the training experiments and every rate constant, and every
+combination of them the caller names (e.g. `K = k1 / k-1`), gets a 95 % interval:
+
+- `method="profile"`: the profile likelihood. The quantity is held at each point of a grid while the
+  other rate constants are refitted (Levenberg-Marquardt, vmapped over the grid); the interval is where
+  the profile deviance stays within the chi-square quantile (3.84 at 95 %) of its minimum. A side the
+  profile never leaves within `ln_k_bounds` is open (`-inf` or `inf`): the data do not bound it there.
+- `method="bootstrap"`: the training experiments are resampled with replacement `n_boot` times and the
+  rate constants refitted on each resample (vmapped over resamples); percentile intervals.
+
+The likelihood: Gaussian residuals relative to the prediction, `(prediction - observation) / prediction`
+(the study's data carry multiplicative noise `y (1 + s N(0, 1))`, so these residuals have one variance),
+with the prediction in the denominator that of a first fit, held fixed (generalised least squares with
+estimated weights: weighting by the observations instead biases the estimates), over the observations
+that are not zero; the variance profiled out: deviance `N ln(SSE / N)`.
+Where the parameters are not all identified, `identified_combinations` names the combinations of ln k
+that the data do fix (the Fisher information's well-determined directions), ready to be profiled.
+
+Quantities are written as exponents of the rate constants over the ln k: `{"K": [1, -1, 0]}` is k1 / k-1.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import time
+from collections.abc import Mapping, Sequence
+
+import equinox as eqx
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pandas as pd
+from scipy.stats import chi2
+
+from ._data import Dataset
+from ._mechanism import Mechanism
+from .integrate import MassAction, Rosenbrock
+from .landscape import Candidate, _levenberg_marquardt, _padded_weights, fit_rates
+
+__all__ = ["Intervals", "identified_combinations", "rate_intervals"]
+
+METHODS = ("profile", "bootstrap")
+NOISE = ("relative", "scaled")
+
+
+@dataclasses.dataclass
+class Intervals:
+    """The result of `rate_intervals`.
+
+    - `table`: one row per quantity: `quantity`, `exponents` (over the rate constants), `estimate`,
+      `low`, `high` (the interval on the constant itself, not its logarithm; `-inf`/`inf` where open),
+      `bounded` (both ends finite), `method`, `level`.
+    - `profiles`: quantity -> DataFrame of `value` (the constant) and `deviance` above the minimum
+      (profile method only).
+    - `samples`: quantity -> the bootstrap estimates (bootstrap only).
+    - `mechanism`: the structure with the fitted rate constants; `deviance`: at the fit; `timing`.
+    """
+
+    table: pd.DataFrame
+    mechanism: Mechanism
+    deviance: float
+    profiles: dict
+    samples: dict
+    timing: dict
+
+    def plot(self, truth: Mapping[str, float] | None = None, axes=None):
+        """The profile deviance (or the bootstrap histogram) of each quantity, its interval shaded, the
+        threshold dashed and `truth` (quantity -> value) marked."""
+        import matplotlib.pyplot as plt
+
+        names = list(self.table["quantity"])
+        if axes is None:
+            _, axes = plt.subplots(1, len(names), figsize=(2.8 * len(names), 2.6), layout="constrained", squeeze=False)
+            axes = axes[0]
+        level = float(self.table["level"].iloc[0])
+        for ax, (_, row) in zip(axes, self.table.iterrows()):
+            q = row["quantity"]
+            if q in self.profiles:
+                p = self.profiles[q]
+                ax.plot(p["value"], p["deviance"], "o-", ms=2.5)
+                ax.axhline(chi2.ppf(level, 1), color="k", ls="--", lw=0.8)
+                ax.set_ylim(0, max(3 * chi2.ppf(level, 1), 1.0))
+                ax.set_ylabel("profile deviance")
+            elif q in self.samples:
+                ax.hist(self.samples[q], bins=30, color="C0", alpha=0.7)
+                ax.set_ylabel("resamples")
+            lo, hi = row["low"], row["high"]
+            lims = ax.get_xlim()
+            ax.axvspan(lo if np.isfinite(lo) else lims[0], hi if np.isfinite(hi) else lims[1], color="C1", alpha=0.2)
+            if truth is not None and q in truth:
+                ax.axvline(truth[q], color="C3", lw=1.2)
+            ax.set_xscale("log")
+            ax.set_xlabel(q)
+        return axes
+
+
+# ----------------------------------------------------------------------------------------- the problem
+
+
+@dataclasses.dataclass(frozen=True)
+class _Problem:
+    """One structure on one dataset's training experiments, as arrays."""
+
+    w_in: jax.Array
+    w_out: jax.Array
+    y0: jax.Array
+    ys: jax.Array
+    weight: jax.Array  # 1 / observation where the observation is not zero, else 0
+    ts: tuple
+    n_obs: int
+    bounds: tuple[float, float]
+
+    @classmethod
+    def of(cls, candidate: Candidate, dataset: Dataset, bounds) -> _Problem:
+        """The study's scaled residuals (`(prediction - observation) / scale`); `reweighted` makes them relative."""
+        w_in, w_out, _ = _padded_weights([candidate])
+        n_s = w_in.shape[-1]
+        observed = list(dataset.species)
+        y0 = np.concatenate([dataset.y0, np.zeros((dataset.n_experiments, n_s - len(observed)))], axis=1)[dataset.train]
+        ys = np.asarray(dataset.ys[dataset.train], dtype=float)
+        weight = np.broadcast_to(1.0 / np.asarray(dataset.scale(), dtype=float), ys.shape)
+        return cls(
+            jnp.asarray(w_in[0]), jnp.asarray(w_out[0]), jnp.asarray(y0), jnp.asarray(ys), jnp.asarray(weight),
+            tuple(np.asarray(dataset.ts, dtype=float).tolist()), len(observed), (float(bounds[0]), float(bounds[1])),
+        )  # fmt: skip
+
+    def arrays(self):
+        return self.w_in, self.w_out, self.y0, self.ys, self.weight
+
+    def reweighted(self, integrator, x) -> _Problem:
+        """Residuals relative to the prediction of `x` (held fixed): `(prediction - observation) / prediction(x)`,
+        over the observations that are not zero where that prediction is not negligible."""
+        pred, _ = integrator.solve(MassAction(1e-12), (self.w_in, jnp.asarray(x), self.w_out), self.y0, self.ts)
+        pred = np.asarray(pred)[..., : self.n_obs]
+        scale = np.asarray(self.ys).max(axis=(0, 1))
+        keep = (np.asarray(self.ys) > 0) & (pred > 1e-6 * scale)
+        return dataclasses.replace(self, weight=jnp.asarray(np.where(keep, 1.0 / np.where(keep, pred, 1.0), 0.0)))
+
+
+def _constrained(x, c, v):
+    """`x` moved along `c` onto the plane `c . x = v` (c = 0: x unchanged)."""
+    cc = c @ c
+    return x + c * jnp.where(cc > 0, (v - c @ x) / jnp.where(cc > 0, cc, 1.0), 0.0)
+
+
+def _residuals(integrator, field, n_obs, ts, bounds, w_in, w_out, y0, ys, weight, x):
+    pred, _ = integrator.solve(field, (w_in, jnp.clip(x, bounds[0], bounds[1]), w_out), y0, ts)
+    return (pred[..., :n_obs] - ys) * weight
+
+
+BOUND_PENALTY = 1e3  # weight of the residuals that keep ln k within its bounds during a fit
+
+
+@eqx.filter_jit
+def _fits(integrator, field, n_obs, ts, bounds, iterations, arrays, experiment_weight, x0, c, v):
+    """Levenberg-Marquardt from each row of `x0` with `c . x = v` held (c = 0: free), each residual of an
+    experiment times `experiment_weight` (bootstrap counts, square-rooted); vmapped over the leading axis of
+    `experiment_weight`, `x0`, `c` and `v`. The ln k are kept within `bounds` by a penalty; a fit that ends
+    outside them (the held value needs a rate constant beyond its bound) gets an infinite sum of squares.
+    Returns the fitted ln k and the unweighted sum of squares."""
+    w_in, w_out, y0, ys, weight = arrays
+    mask = jnp.ones(x0.shape[1], bool)
+
+    def one(ew, x_start, ci, vi):
+        def residual(x):
+            xf = _constrained(x, ci, vi)
+            r = _residuals(integrator, field, n_obs, ts, bounds, w_in, w_out, y0, ys, weight, xf)
+            return jnp.concatenate([(r * ew[:, None, None]).ravel(), BOUND_PENALTY * (xf - jnp.clip(xf, *bounds))])
+
+        x, _ = _levenberg_marquardt(residual, x_start, mask, iterations)
+        x = _constrained(x, ci, vi)
+        r = _residuals(integrator, field, n_obs, ts, bounds, w_in, w_out, y0, ys, weight, x)
+        sse = jnp.sum(r**2)
+        inside = jnp.all(jnp.abs(x - jnp.clip(x, *bounds)) < 1e-3)
+        return x, jnp.where(jnp.isfinite(sse) & inside, sse, jnp.inf)
+
+    return jax.vmap(one)(experiment_weight, x0, c, v)
+
+
+def _widened(bounds, by: float = 4.0):
+    """Bounds widened by `by` (ln): derivatives at a fit that sits on a bound see the rate law, not the clip."""
+    return (bounds[0] - by, bounds[1] + by)
+
+
+@eqx.filter_jit
+def _jacobian(integrator, field, n_obs, ts, bounds, arrays, x, step: float = 1e-6):
+    w_in, w_out, y0, ys, weight = arrays
+    residual = lambda z: _residuals(integrator, field, n_obs, ts, bounds, w_in, w_out, y0, ys, weight, z).ravel()
+    eye = jnp.eye(x.shape[0]) * step
+    return ((jax.vmap(residual)(x + eye) - jax.vmap(residual)(x - eye)) / (2 * step)).T
+
+
+# ----------------------------------------------------------------------------------------- the calls
+
+
+def _structure(structure, species) -> tuple[Candidate, np.ndarray | None]:
+    if isinstance(structure, Mechanism):
+        return Candidate.from_mechanism(structure, structure.species), np.log(np.asarray(structure.rates, dtype=float))
+    if isinstance(structure, Candidate):
+        return structure, None
+    raise TypeError(f"expected a Mechanism (with starting rates) or a Candidate, got {type(structure).__name__}")
+
+
+def _quantities(candidate: Candidate, combinations: Mapping[str, Sequence[float]] | None, rates: bool):
+    p = candidate.n_reactions
+    out = {}
+    if rates:
+        for j, eq in enumerate(candidate.equations()):
+            out[f"k{j + 1} ({eq})"] = np.eye(p)[j]
+    for name, c in (combinations or {}).items():
+        c = np.asarray(c, dtype=float)
+        if c.shape != (p,) or not np.any(c):
+            raise ValueError(f"combination {name!r} needs {p} exponents, not all zero; got {list(c)}")
+        out[name] = c
+    return out
+
+
+def identified_combinations(
+    structure, dataset: Dataset, *, max_se: float = 0.25, ln_k_bounds=(-12.0, 8.0), noise: str = "relative", integrator=None
+) -> pd.DataFrame:
+    """Which combinations of the rate constants the data determine: the eigenvectors of the Fisher information
+    at the fit (in ln k), best determined first. One row each: `combination` (`"k1^1 k2^-1"`: exponents scaled to
+    a largest of 1, rounded to halves where within 0.1 of one), `exponents`, `se` (Wald standard error of that
+    ln combination) and `identified` (`se <= max_se`). Where a rate constant's own interval is open, the
+    identified rows name what the data fix instead (pass them to `rate_intervals(combinations=...)`)."""
+    candidate, x0 = _structure(structure, dataset.species)
+    fitted = _fit_one(candidate, dataset, x0, ln_k_bounds, integrator, noise)
+    problem, x, sse, integrator = fitted["problem"], fitted["x"], fitted["sse"], fitted["integrator"]
+    J = np.asarray(
+        _jacobian(
+            integrator, MassAction(1e-12), problem.n_obs, problem.ts, _widened(problem.bounds), problem.arrays(), jnp.asarray(x)
+        )
+    )
+    n = int(np.count_nonzero(np.asarray(problem.weight)))
+    values, vectors = np.linalg.eigh(J.T @ J / (sse / n))
+    rows = []
+    for value, vec in sorted(zip(values, vectors.T), key=lambda t: -t[0]):
+        scaled = vec / vec[np.argmax(np.abs(vec))]
+        halves = np.round(scaled * 2) / 2
+        scaled = np.where(np.abs(scaled - halves) <= 0.1, halves, scaled)
+        se = float(np.linalg.norm(scaled) / np.sqrt(value)) if value > 0 else np.inf  # the SE of scaled . ln k
+        name = " ".join(f"k{j + 1}^{e:.3g}" for j, e in enumerate(scaled) if e != 0)
+        rows.append({"combination": name, "exponents": scaled.tolist(), "se": se, "identified": se <= max_se})
+    return pd.DataFrame(rows)
+
+
+def _fit_one(candidate: Candidate, dataset: Dataset, x0, ln_k_bounds, integrator, noise: str = "relative", iterations: int = 80):
+    """The fit on the training experiments: scaled residuals, then (`noise="relative"`) twice reweighted to
+    residuals relative to the fitted prediction (generalised least squares with estimated weights)."""
+    integrator = integrator or Rosenbrock(substeps=2)
+    problem = _Problem.of(candidate, dataset, ln_k_bounds)
+    if x0 is None:  # no starting rates: the map's own rate fit (random starts) gives them
+        x0 = np.log(np.asarray(fit_rates([candidate], dataset, progress=False).table["rates"].iloc[0]))
+    p = candidate.n_reactions
+    x = jnp.asarray(x0, dtype=float)
+    for rounds in range(3 if noise == "relative" else 1):
+        if rounds:
+            problem = problem.reweighted(integrator, x)
+        xs, sse = _fits(
+            integrator, MassAction(1e-12), problem.n_obs, problem.ts, problem.bounds, iterations, problem.arrays(),
+            jnp.ones((1, problem.y0.shape[0])), x[None], jnp.zeros((1, p)), jnp.zeros(1),
+        )  # fmt: skip
+        x = xs[0]
+    return {"problem": problem, "x": np.asarray(x), "sse": float(sse[0]), "integrator": integrator}
+
+
+def rate_intervals(
+    structure,
+    dataset: Dataset,
+    *,
+    level: float = 0.95,
+    method: str = "profile",
+    combinations: Mapping[str, Sequence[float]] | None = None,
+    rates: bool = True,
+    grid: int = 10,
+    iterations: int = 20,
+    n_boot: int = 200,
+    seed: int = 0,
+    ln_k_bounds=(-12.0, 8.0),
+    noise: str = "relative",
+    integrator=None,
+) -> Intervals:
+    """Intervals at `level` on every rate constant of `structure` (and on each named combination) from `dataset`.
+
+    **Arguments:**
+
+    - `structure`: a `Mechanism` (its rate constants start the fit) or a map `Candidate` (started by `fit_rates`).
+      Its species: the dataset's observed species, then any hidden ones (they start at zero).
+    - `method`: `"profile"` or `"bootstrap"` (module docstring).
+    - `combinations`: name -> exponents over the rate constants, e.g. `{"K = k1/k-1": [1, -1, 0]}`.
+    - `rates`: also every rate constant on its own.
+    - `grid`: profile points per side and pass (a second pass extends a side the first did not close);
+      `iterations`: Levenberg-Marquardt steps per refit.
+    - `n_boot`, `seed`: bootstrap resamples and their seed.
+    - `ln_k_bounds`: the rate constants stay within these (ln); a profile side that reaches them is open.
+    - `noise`: `"relative"` (residuals relative to the fitted prediction: multiplicative noise, the study's
+      data) or `"scaled"` (the study's scaled residuals, as the map's deviance).
+    - `integrator`: the training integrator (default the stiff-safe `Rosenbrock(substeps=2)`, as `fit_rates`).
+
+    **Returns:** `Intervals` (its `table` and, per quantity, the profile or the resampled estimates).
+    """
+    if method not in METHODS:
+        raise ValueError(f"method must be one of {METHODS}, got {method!r}")
+    if noise not in NOISE:
+        raise ValueError(f"noise must be one of {NOISE}, got {noise!r}")
+    if not 0 < level < 1:
+        raise ValueError(f"level must be in (0, 1), got {level}")
+    if grid < 3 or iterations < 1 or n_boot < 10:
+        raise ValueError("need grid >= 3, iterations >= 1 and n_boot >= 10")
+    candidate, x0 = _structure(structure, dataset.species)
+    if list(candidate.species[: len(dataset.species)]) != list(dataset.species):
+        raise ValueError(f"the structure's species {list(candidate.species)} must start with the data's {list(dataset.species)}")
+    quantities = _quantities(candidate, combinations, rates)
+    if not quantities:
+        raise ValueError("nothing to bound: rates=False and no combinations")
+    t0 = time.perf_counter()
+    fitted = _fit_one(candidate, dataset, x0, ln_k_bounds, integrator, noise)
+    problem, x_hat, sse_hat, integrator = fitted["problem"], fitted["x"], fitted["sse"], fitted["integrator"]
+    n = int(np.count_nonzero(np.asarray(problem.weight)))
+    deviance = lambda sse: n * np.log(np.asarray(sse) / n)
+    d_hat = float(deviance(sse_hat))
+    fit_s = time.perf_counter() - t0
+    args = (integrator, MassAction(1e-12), problem.n_obs, problem.ts, problem.bounds, iterations, problem.arrays())
+    n_exp = problem.y0.shape[0]
+    rows, profiles, samples = [], {}, {}
+    if method == "profile":
+        J = np.asarray(_jacobian(*args[:4], _widened(problem.bounds), problem.arrays(), jnp.asarray(x_hat)))
+        cov = np.linalg.pinv(J.T @ J) * (sse_hat / n)
+        q = chi2.ppf(level, 1)
+        for name, c in quantities.items():
+            v_hat = float(c @ x_hat)
+            se = float(np.sqrt(max(c @ cov @ c, 0.0)))
+            span = float(np.clip(3 * se, 1e-6, 4.0)) if np.isfinite(se) and se > 0 else 4.0
+            lo_end, hi_end = _reach(c, ln_k_bounds)
+            values, devs, xs = [v_hat], [0.0], [np.asarray(x_hat)]
+            for side in (-1, 1):
+                reach = span
+                for _ in range(3):  # widen a side that stays below the threshold, up to the bounds
+                    pts = v_hat + side * np.linspace(reach / grid, reach, grid)
+                    pts = pts[(pts > lo_end) & (pts < hi_end)]
+                    if not len(pts):
+                        break
+                    k = len(pts)
+                    starts, held = jnp.tile(jnp.asarray(x_hat), (k, 1)), jnp.tile(jnp.asarray(c), (k, 1))
+                    x, sse = _fits(*args, jnp.ones((k, n_exp)), starts, held, jnp.asarray(pts))
+                    d = deviance(np.asarray(sse)) - d_hat
+                    values += list(pts)
+                    devs += list(np.where(np.isfinite(d), d, np.inf))
+                    xs += list(np.asarray(x))
+                    if np.nanmax(d) > q:
+                        break
+                    reach *= 4
+            order = np.argsort(values)
+            values, devs, xs = np.asarray(values)[order], np.asarray(devs)[order], np.asarray(xs)[order]
+            lowest = min(devs.min(), 0.0)  # a refit lower than the fit moves the minimum
+            devs = devs - lowest
+            centre = int(np.argmin(devs))
+            ends = []
+            for walk in (np.arange(centre, -1, -1), np.arange(centre, len(values))):
+                end = _crossing(values[walk], devs[walk], q)
+                i = walk[np.flatnonzero(devs[walk] >= q)[0]] if end is not None else None
+                if i is not None and np.any(np.minimum(np.abs(xs[i] - ln_k_bounds[0]), np.abs(xs[i] - ln_k_bounds[1])) < 1e-3):
+                    # a rate constant at its bound where the profile crosses: is the data or the bound closing this side?
+                    # A factor e further out, with the bounds widened by 4 (ln), a side the data close stays above q
+                    wide, far = _widened(problem.bounds), values[i] + np.sign(values[i] - values[centre])
+                    _, sse = _fits(*args[:4], wide, *args[5:], jnp.ones((1, n_exp)), jnp.asarray(xs[i])[None],
+                                   jnp.asarray(c)[None], jnp.asarray([far]))  # fmt: skip
+                    if deviance(float(sse[0])) - d_hat - lowest < q:
+                        end = None  # the bound, not the data, closed this side: open
+                ends.append(end)
+            low, high = ends
+            profiles[name] = pd.DataFrame({"value": np.exp(values), "deviance": devs})
+            rows.append(_row(name, c, float(np.exp(v_hat)), np.exp(low) if low is not None else -np.inf,
+                             np.exp(high) if high is not None else np.inf, method, level))  # fmt: skip
+    else:
+        rng = np.random.default_rng(seed)
+        counts = rng.multinomial(n_exp, np.full(n_exp, 1.0 / n_exp), size=n_boot).astype(float)
+        p = candidate.n_reactions
+        x, sse = _fits(*args, jnp.asarray(np.sqrt(counts)), jnp.tile(jnp.asarray(x_hat), (n_boot, 1)), jnp.zeros((n_boot, p)),
+                       jnp.zeros(n_boot))  # fmt: skip
+        x = np.asarray(x)
+        ok = np.isfinite(np.asarray(sse))
+        alpha = (1 - level) / 2
+        for name, c in quantities.items():
+            v = x[ok] @ c
+            samples[name] = np.exp(v)
+            lo, hi = np.quantile(v, [alpha, 1 - alpha])
+            at_bound = lambda t: min(abs(t - e) for e in _reach(c, ln_k_bounds)) < 1e-3
+            rows.append(_row(name, c, float(np.exp(c @ x_hat)), -np.inf if at_bound(lo) else float(np.exp(lo)),
+                             np.inf if at_bound(hi) else float(np.exp(hi)), method, level))  # fmt: skip
+    table = pd.DataFrame(rows)
+    mechanism = candidate.mechanism(np.exp(x_hat).tolist())
+    return Intervals(table, mechanism, d_hat, profiles, samples, {"fit_s": fit_s, "total_s": time.perf_counter() - t0})
+
+
+def _reach(c, ln_k_bounds):
+    """The smallest and largest c . ln k with every ln k within the bounds."""
+    lo, hi = ln_k_bounds
+    return float(np.sum(np.minimum(c * lo, c * hi))), float(np.sum(np.maximum(c * lo, c * hi)))
+
+
+def _crossing(values, devs, q):
+    """The first value (walking away from the minimum) where the deviance reaches q, interpolated linearly in
+    the root of the deviance; None where it never does."""
+    above = np.flatnonzero(devs >= q)
+    if not len(above) or not np.isfinite(devs[above[0]]):  # never reached, or the bounds came first: open
+        return None
+    i = above[0]
+    if i == 0:
+        return float(values[0])
+    a, b = np.sqrt(max(devs[i - 1], 0.0)), np.sqrt(devs[i])  # the signed root of a deviance is near linear
+    return float(values[i - 1] + (np.sqrt(q) - a) / (b - a) * (values[i] - values[i - 1]))
+
+
+def _row(name, c, estimate, low, high, method, level):
+    return {"quantity": name, "exponents": [float(e) for e in c], "estimate": estimate, "low": float(low), "high": float(high),
+            "bounded": bool(np.isfinite(low) and np.isfinite(high)), "method": method, "level": level}  # fmt: skip

@@ -1,0 +1,98 @@
+"""Rate-constant intervals (`crnn.intervals`): the profile against a closed form, open profiles where the data
+do not bound a rate constant, and coverage on simulated datasets of the positive control."""
+
+import numpy as np
+import pytest
+from scipy.optimize import brentq, minimize_scalar
+from scipy.stats import chi2
+
+import crnn
+from crnn.intervals import identified_combinations, rate_intervals
+
+
+@pytest.fixture(scope="module")
+def decay():
+    truth = crnn.Mechanism.parse("A -> B ; 0.3")
+    return truth, crnn.make_dataset(truth, noise=0.05, seed=0)
+
+
+def _closed_form_profile(data, level=0.95):
+    """The same estimator written independently: A -> B in closed form, least squares on the scaled residuals,
+    then twice on residuals relative to the fitted prediction; the profile interval by root finding."""
+    tr, ts = data.train, data.ts
+    ys, y0, scale = data.ys[tr], data.y0[tr], np.asarray(data.scale())
+
+    def predict(lnk):
+        decay = np.exp(-np.exp(lnk) * ts)[None]
+        return np.stack([y0[:, None, 0] * decay, y0[:, None, 1] + y0[:, None, 0] * (1 - decay)], -1)
+
+    weight = np.broadcast_to(1 / scale, ys.shape)
+    sse = lambda lnk, w: float((((predict(lnk) - ys) * w) ** 2).sum())
+    best = minimize_scalar(lambda x: sse(x, weight), bounds=(-4, 2), method="bounded", options={"xatol": 1e-12}).x
+    for _ in range(2):
+        pred = predict(best)
+        keep = (ys > 0) & (pred > 1e-6 * ys.max(axis=(0, 1)))
+        weight = np.where(keep, 1 / np.where(keep, pred, 1), 0)
+        best = minimize_scalar(lambda x: sse(x, weight), bounds=(-4, 2), method="bounded", options={"xatol": 1e-12}).x
+    n = np.count_nonzero(weight)
+    deviance = lambda x: n * np.log(sse(x, weight) / n) - n * np.log(sse(best, weight) / n) - chi2.ppf(level, 1)
+    return np.exp(best), np.exp(brentq(deviance, best - 1, best)), np.exp(brentq(deviance, best, best + 1))
+
+
+def test_profile_interval_of_first_order_decay_matches_the_closed_form(decay):
+    truth, data = decay
+    row = rate_intervals(truth, data).table.iloc[0]
+    k, low, high = _closed_form_profile(data)
+    half = (high - low) / 2
+    assert row["estimate"] == pytest.approx(k, abs=0.02 * half)
+    assert row["low"] == pytest.approx(low, abs=0.05 * half) and row["high"] == pytest.approx(high, abs=0.05 * half)
+    assert row["bounded"] and row["low"] < 0.3 < row["high"]
+
+
+def test_bootstrap_over_experiments_agrees_with_the_profile_where_the_model_is_right(decay):
+    truth, data = decay
+    profile = rate_intervals(truth, data).table.iloc[0]
+    boot = rate_intervals(truth, data, method="bootstrap", n_boot=100, seed=1).table.iloc[0]
+    assert boot["estimate"] == profile["estimate"]
+    assert boot["low"] < boot["estimate"] < boot["high"]
+    ratio = (boot["high"] - boot["low"]) / (profile["high"] - profile["low"])
+    assert 0.6 < ratio < 1.6, ratio  # same width within what 100 resamples and 20 experiments allow
+
+
+def test_bad_arguments_are_refused(decay):
+    truth, data = decay
+    with pytest.raises(ValueError, match="method"):
+        rate_intervals(truth, data, method="mcmc")
+    with pytest.raises(ValueError, match="exponents"):
+        rate_intervals(truth, data, combinations={"K": [1, -1]})
+    with pytest.raises(ValueError, match="level"):
+        rate_intervals(truth, data, level=95)
+    with pytest.raises(TypeError, match="Mechanism"):
+        rate_intervals("A -> B", data)
+
+
+@pytest.mark.slow
+def test_a_fast_equilibrium_leaves_its_rate_constants_open_and_names_what_is_identified():
+    """2A <=> Z far faster than Z + A -> B: the data fix K = k1/k-1 and k2, not k1 and k-1 themselves."""
+    truth = crnn.Mechanism.parse("2A -> Z ; 200\nZ -> 2A ; 1000\nZ + A -> B ; 0.5", species=["A", "B", "Z"])
+    data = crnn.make_dataset(truth, reactants=["A"], observed=["A", "B"], noise=0.05, seed=3)
+    table = rate_intervals(truth, data, combinations={"K": [1, -1, 0]}).table.set_index("quantity")
+    assert not table.loc["k1 (2A -> Z)", "bounded"] and not table.loc["k2 (Z -> 2A)", "bounded"]
+    for name, value in [("K", 0.2), ("k3 (A + Z -> B)", 0.5)]:
+        assert table.loc[name, "bounded"] and table.loc[name, "low"] < value < table.loc[name, "high"], table
+    combos = identified_combinations(truth, data)
+    assert combos["identified"].sum() == 2 and not combos["identified"].iloc[-1]
+    assert np.allclose(np.abs(combos["exponents"].iloc[-1]), [1, 1, 0], atol=0.1)  # the open direction: k1 and k-1 together
+
+
+@pytest.mark.slow
+def test_profile_intervals_cover_the_identified_combinations_of_the_positive_control():
+    """12 simulated datasets of the positive control at 5 % noise: the 95 % profile intervals on K = k1/k-1 and
+    k2 contain the truth in at least 10 (at a true coverage of 0.95, fewer happen with probability 0.02)."""
+    truth = crnn.Mechanism.parse("2A -> Z ; 2\nZ -> 2A ; 10\nZ + A -> B ; 0.5", species=["A", "B", "Z"])
+    hits = np.zeros(2, int)
+    for seed in range(12):
+        data = crnn.make_dataset(truth, reactants=["A"], observed=["A", "B"], noise=0.05, seed=100 + seed)
+        t = rate_intervals(truth, data, rates=False, combinations={"K": [1, -1, 0], "k2": [0, 0, 1]}).table
+        hits += ((t["low"] < [0.2, 0.5]) & ([0.2, 0.5] < t["high"])).to_numpy()
+    assert np.all(hits >= 10), hits
