@@ -13,7 +13,7 @@ $(STAMP): pyproject.toml
 	rm -f $(VENV)/.installed-*
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -e ".[dev,sindy,cluster]"
+	$(BIN)/python -m pip install --quiet -e ".[dev,sindy,cluster,bayes]"
 	touch $@
 
 # The whole test suite: package numerics, training, notebooks in quick mode, the book build.
@@ -46,12 +46,12 @@ lint: env
 
 # Training speed, with the PyTorch + torchdiffeq baseline side by side (installs the bench extra).
 bench: env
-	$(BIN)/python -m pip install --quiet -e ".[dev,sindy,cluster,bench]"
+	$(BIN)/python -m pip install --quiet -e ".[dev,sindy,cluster,bayes,bench]"
 	$(BIN)/python bench/train_speed.py --torch
 
 # JupyterLab (optional, pinned in the `lab` extra) on the notebooks, with this environment as its kernel.
 lab: env
-	$(BIN)/python -m pip install --quiet -e ".[dev,sindy,cluster,lab]"
+	$(BIN)/python -m pip install --quiet -e ".[dev,sindy,cluster,bayes,lab]"
 	$(BIN)/jupyter lab --notebook-dir=notebooks
 
 # Generated files only: book/runs holds committed results (the executed notebooks), kept.

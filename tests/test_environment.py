@@ -21,7 +21,8 @@ def _pins(requirements):
 def test_environment_yml_agrees_with_pyproject():
     project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
     extras = project["optional-dependencies"]
-    wanted = _pins(project["dependencies"] + extras["dev"] + extras["sindy"] + extras["cluster"])  # what `make env` installs
+    # what `make env` installs
+    wanted = _pins(project["dependencies"] + extras["dev"] + extras["sindy"] + extras["cluster"] + extras["bayes"])
     env = yaml.safe_load((ROOT / "environment.yml").read_text())
     pip_section = next(d["pip"] for d in env["dependencies"] if isinstance(d, dict) and "pip" in d)
     listed = _pins([r for r in pip_section if not r.startswith("-e")])

@@ -96,3 +96,16 @@ def test_profile_intervals_cover_the_identified_combinations_of_the_positive_con
         t = rate_intervals(truth, data, rates=False, combinations={"K": [1, -1, 0], "k2": [0, 0, 1]}).table
         hits += ((t["low"] < [0.2, 0.5]) & ([0.2, 0.5] < t["high"])).to_numpy()
     assert np.all(hits >= 10), hits
+
+
+@pytest.mark.slow
+def test_nuts_posterior_interval_agrees_with_the_profile_for_first_order_decay(decay):
+    """With 4 000 values and one rate constant, the posterior is close to Gaussian (Bernstein-von Mises): its 95 %
+    credible interval matches the profile interval within a tenth of the profile's width, and the chains agree."""
+    truth, data = decay
+    profile = rate_intervals(truth, data).table.iloc[0]
+    nuts = rate_intervals(truth, data, method="nuts", n_samples=400, n_warmup=200, chains=2, seed=3).table.iloc[0]
+    width = profile["high"] - profile["low"]
+    assert nuts["low"] == pytest.approx(profile["low"], abs=0.1 * width)
+    assert nuts["high"] == pytest.approx(profile["high"], abs=0.1 * width)
+    assert nuts["r_hat"] < 1.05
