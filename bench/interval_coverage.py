@@ -46,11 +46,14 @@ def main():
                 value = TRUTH[r["quantity"]]
                 rows.append({"dataset": i, "method": method, "quantity": r["quantity"], "estimate": r["estimate"],
                              "low": r["low"], "high": r["high"], "covered": bool(r["low"] < value < r["high"])})  # fmt: skip
-        if (i + 1) % 10 == 0:
-            print(f"{i + 1} datasets", flush=True)
-    rows = pd.DataFrame(rows)
-    if args.out:
-        rows.to_csv(args.out, index=False)
+        if (i + 1) % 10 == 0 or i + 1 == args.n:  # the coverage so far, so that a stopped run still tells
+            print(f"== {i + 1} datasets", flush=True)
+            report(pd.DataFrame(rows), cost, args.out)
+
+
+def report(rows, cost, out):
+    if out:
+        rows.to_csv(out, index=False)
     summary = []
     for (method, quantity), g in rows.groupby(["method", "quantity"], sort=False):
         k, n = int(g["covered"].sum()), len(g)
@@ -59,7 +62,7 @@ def main():
                         "95 % interval": f"{lo:.2f}-{hi:.2f}", "in 0.90-0.98": 0.90 <= k / n <= 0.98,
                         "median relative width": float(np.median((g["high"] - g["low"]) / TRUTH[quantity]))})  # fmt: skip
     print(pd.DataFrame(summary).to_string(index=False))
-    print(json.dumps({m: {"s_per_dataset_median": float(np.median(c)) if c else None} for m, c in cost.items()}))
+    print(json.dumps({m: {"s_per_dataset_median": float(np.median(c)) if c else None} for m, c in cost.items()}), flush=True)
 
 
 if __name__ == "__main__":
