@@ -21,7 +21,7 @@ import crnn
 from crnn.intervals import rate_intervals
 from crnn.report import wilson_interval
 
-TRUTH = {"K": 0.2, "k2": 0.5, "k1 (2A -> Z)": 2.0, "k2 (Z -> 2A)": 10.0, "k3 (A + Z -> B)": 0.5}
+TRUTH = {"K": 0.2, "k2": 0.5, "k(2A -> Z)": 2.0, "k(Z -> 2A)": 10.0, "k(A + Z -> B)": 0.5}
 
 
 def main():

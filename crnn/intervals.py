@@ -213,7 +213,7 @@ def _quantities(candidate: Candidate, combinations: Mapping[str, Sequence[float]
     out = {}
     if rates:
         for j, eq in enumerate(candidate.equations()):
-            out[f"k{j + 1} ({eq})"] = np.eye(p)[j]
+            out[f"k({eq})"] = np.eye(p)[j]
     for name, c in (combinations or {}).items():
         c = np.asarray(c, dtype=float)
         if c.shape != (p,) or not np.any(c):

@@ -77,8 +77,8 @@ def test_a_fast_equilibrium_leaves_its_rate_constants_open_and_names_what_is_ide
     truth = crnn.Mechanism.parse("2A -> Z ; 200\nZ -> 2A ; 1000\nZ + A -> B ; 0.5", species=["A", "B", "Z"])
     data = crnn.make_dataset(truth, reactants=["A"], observed=["A", "B"], noise=0.05, seed=3)
     table = rate_intervals(truth, data, combinations={"K": [1, -1, 0]}).table.set_index("quantity")
-    assert not table.loc["k1 (2A -> Z)", "bounded"] and not table.loc["k2 (Z -> 2A)", "bounded"]
-    for name, value in [("K", 0.2), ("k3 (A + Z -> B)", 0.5)]:
+    assert not table.loc["k(2A -> Z)", "bounded"] and not table.loc["k(Z -> 2A)", "bounded"]
+    for name, value in [("K", 0.2), ("k(A + Z -> B)", 0.5)]:
         assert table.loc[name, "bounded"] and table.loc[name, "low"] < value < table.loc[name, "high"], table
     combos = identified_combinations(truth, data)
     assert combos["identified"].sum() == 2 and not combos["identified"].iloc[-1]
