@@ -200,12 +200,62 @@ def _jacobian(integrator, field, n_obs, ts, bounds, arrays, x, step: float = 1e-
 # ----------------------------------------------------------------------------------------- the calls
 
 
-def _structure(structure, species) -> tuple[Candidate, np.ndarray | None]:
+def _structure(structure, which: int | None = None, threshold: float = 0.01) -> tuple[Candidate, np.ndarray | None]:
+    """The fixed structure and its starting ln k (None: `fit_rates` starts it) from any of the study's results.
+
+    - `Mechanism`: its reactions, its rate constants as the start.
+    - map `Candidate`: its reactions, started by the map's own rate fit.
+    - `RateFit` (`fit_rates`): candidate `which` (a row of its table; default the first), its fitted rates.
+    - `Discovery` (`crnn.discover`): the final mechanism of start `which` (default the best), its rates.
+    - `FitResult` (`crnn.fit`): start `which`'s learned mechanism (default the best start), weights below
+      `threshold` pruned, rounded to whole numbers as the study judges it (`landscape.round_mechanism`);
+      rounding changes what the rate constants mean, so the map's rate fit starts it.
+    """
+    from ._train import FitResult  # here: `crnn.fit`'s module is not needed for the other types
+    from .discover import Discovery
+    from .landscape import RateFit, round_mechanism
+
+    if which is not None and not isinstance(structure, RateFit | Discovery | FitResult):
+        raise ValueError(f"`which` picks a row or a start of a result; a {type(structure).__name__} has one structure")
     if isinstance(structure, Mechanism):
         return Candidate.from_mechanism(structure, structure.species), np.log(np.asarray(structure.rates, dtype=float))
     if isinstance(structure, Candidate):
         return structure, None
-    raise TypeError(f"expected a Mechanism (with starting rates) or a Candidate, got {type(structure).__name__}")
+    if isinstance(structure, RateFit):
+        row = 0 if which is None else which
+        if not 0 <= row < len(structure.candidates):
+            raise ValueError(f"which must be a row of the rate fit, 0 to {len(structure.candidates) - 1}; got {row}")
+        rates = np.asarray(structure.table["rates"].iloc[row], dtype=float)
+        return structure.candidates[row], np.log(rates) if np.all(rates > 0) else None
+    if isinstance(structure, Discovery):
+        return _structure(structure.mechanism(which))
+    if isinstance(structure, FitResult):
+        learned = structure.mechanism(threshold, start=structure.best_start if which is None else which)
+        if structure.n_observed < len(structure.species):  # the hidden species' unit first (it has none in the data)
+            candidate, _ = round_mechanism(learned, {s: [1] for s in learned.species[:-1]}, max_hidden_size=1)
+        else:
+            candidate = _rounded(learned)
+        if candidate is None:
+            raise ValueError("nothing is left of the learned mechanism after pruning and rounding")
+        return candidate, None
+    raise TypeError(
+        "expected a Mechanism, a map Candidate, a RateFit, a Discovery or a FitResult; got " + type(structure).__name__
+    )
+
+
+def _rounded(mechanism: Mechanism) -> Candidate | None:
+    """A mechanism without hidden species, its net coefficients rounded to whole numbers (reactions without a
+    reactant, or repeated, dropped); None when nothing is left."""
+    _, _, w_out = mechanism.to_weights()
+    reactions = []
+    for row in np.round(w_out).astype(int):
+        reaction = (
+            tuple((s, int(-v)) for s, v in zip(mechanism.species, row) if v < 0),
+            tuple((s, int(v)) for s, v in zip(mechanism.species, row) if v > 0),
+        )
+        if reaction[0] and reaction not in reactions:
+            reactions.append(reaction)
+    return Candidate(tuple(reactions), tuple(mechanism.species), None) if reactions else None
 
 
 def _quantities(candidate: Candidate, combinations: Mapping[str, Sequence[float]] | None, rates: bool):
@@ -223,14 +273,22 @@ def _quantities(candidate: Candidate, combinations: Mapping[str, Sequence[float]
 
 
 def identified_combinations(
-    structure, dataset: Dataset, *, max_se: float = 0.25, ln_k_bounds=(-12.0, 8.0), noise: str = "relative", integrator=None
+    structure,
+    dataset: Dataset,
+    *,
+    which: int | None = None,
+    threshold: float = 0.01,
+    max_se: float = 0.25,
+    ln_k_bounds=(-12.0, 8.0),
+    noise: str = "relative",
+    integrator=None,
 ) -> pd.DataFrame:
     """Which combinations of the rate constants the data determine: the eigenvectors of the Fisher information
     at the fit (in ln k), best determined first. One row each: `combination` (`"k1^1 k2^-1"`: exponents scaled to
     a largest of 1, rounded to halves where within 0.1 of one), `exponents`, `se` (Wald standard error of that
     ln combination) and `identified` (`se <= max_se`). Where a rate constant's own interval is open, the
     identified rows name what the data fix instead (pass them to `rate_intervals(combinations=...)`)."""
-    candidate, x0 = _structure(structure, dataset.species)
+    candidate, x0 = _structure(structure, which, threshold)
     fitted = _fit_one(candidate, dataset, x0, ln_k_bounds, integrator, noise)
     problem, x, sse, integrator = fitted["problem"], fitted["x"], fitted["sse"], fitted["integrator"]
     J = np.asarray(
@@ -275,6 +333,8 @@ def rate_intervals(
     structure,
     dataset: Dataset,
     *,
+    which: int | None = None,
+    threshold: float = 0.01,
     level: float = 0.95,
     method: str = "profile",
     combinations: Mapping[str, Sequence[float]] | None = None,
@@ -294,8 +354,11 @@ def rate_intervals(
 
     **Arguments:**
 
-    - `structure`: a `Mechanism` (its rate constants start the fit) or a map `Candidate` (started by `fit_rates`).
-      Its species: the dataset's observed species, then any hidden ones (they start at zero).
+    - `structure`: what fixes the reactions: a `Mechanism` (its rate constants start the fit), a map
+      `Candidate` (started by `fit_rates`), or a result: a `RateFit` (row `which`), a `Discovery` or a
+      `FitResult` (start `which`, default the best; a CRNN's weights below `threshold` pruned and the rest
+      rounded to whole numbers). Its species: the dataset's observed species, then any hidden ones (they
+      start at zero).
     - `method`: `"profile"` or `"bootstrap"` (module docstring).
     - `combinations`: name -> exponents over the rate constants, e.g. `{"K = k1/k-1": [1, -1, 0]}`.
     - `rates`: also every rate constant on its own.
@@ -319,7 +382,7 @@ def rate_intervals(
         raise ValueError(f"level must be in (0, 1), got {level}")
     if grid < 3 or iterations < 1 or n_boot < 10:
         raise ValueError("need grid >= 3, iterations >= 1 and n_boot >= 10")
-    candidate, x0 = _structure(structure, dataset.species)
+    candidate, x0 = _structure(structure, which, threshold)
     if list(candidate.species[: len(dataset.species)]) != list(dataset.species):
         raise ValueError(f"the structure's species {list(candidate.species)} must start with the data's {list(dataset.species)}")
     quantities = _quantities(candidate, combinations, rates)
@@ -385,7 +448,7 @@ def rate_intervals(
             rows.append(_row(name, c, float(np.exp(v_hat)), np.exp(low) if low is not None else -np.inf,
                              np.exp(high) if high is not None else np.inf, method, level))  # fmt: skip
     elif method == "nuts":
-        draws, rhat = _nuts(problem, integrator, x_hat, n, n_samples, n_warmup, chains, seed)
+        draws = _nuts(problem, integrator, x_hat, n, n_samples, n_warmup, chains, seed)
         alpha = (1 - level) / 2
         for name, c in quantities.items():
             v = draws @ c
@@ -419,7 +482,7 @@ def rate_intervals(
 
 
 def _nuts(problem: _Problem, integrator, x_hat, n_values: int, n_samples: int, n_warmup: int, chains: int, seed: int):
-    """`chains * n_samples` posterior draws of ln k (rows), and the split R-hat of each coordinate."""
+    """`chains * n_samples` posterior draws of ln k, one row each, chain by chain."""
     try:
         import blackjax
     except ImportError as err:  # pragma: no cover - the extra is installed by `make env`
@@ -451,7 +514,7 @@ def _nuts(problem: _Problem, integrator, x_hat, n_values: int, n_samples: int, n
     keys = jax.random.split(jax.random.PRNGKey(seed), chains)
     jitter = 0.01 * jax.random.normal(jax.random.PRNGKey(seed + 1), (chains, len(x_hat)))
     draws = np.stack([np.asarray(chain(keys[i], jnp.asarray(x_hat) + jitter[i])) for i in range(chains)])
-    return draws.reshape(-1, draws.shape[-1]), np.array([_split_rhat(draws[..., j]) for j in range(draws.shape[-1])])
+    return draws.reshape(-1, draws.shape[-1])
 
 
 def _split_rhat(draws) -> float:

@@ -8,6 +8,7 @@ from scipy.stats import chi2
 
 import crnn
 from crnn.intervals import identified_combinations, rate_intervals
+from crnn.landscape import Candidate, fit_rates
 
 
 @pytest.fixture(scope="module")
@@ -57,6 +58,33 @@ def test_bootstrap_over_experiments_agrees_with_the_profile_where_the_model_is_r
     assert boot["low"] < boot["estimate"] < boot["high"]
     ratio = (boot["high"] - boot["low"]) / (profile["high"] - profile["low"])
     assert 0.6 < ratio < 1.6, ratio  # same width within what 100 resamples and 20 experiments allow
+
+
+def test_every_result_type_gives_the_interval_of_its_structure(decay):
+    """A map rate fit (`RateFit`) and a CRNN fit (`FitResult`, its learned A -> 0.996B rounded to A -> B) fix
+    the same structure as the mechanism itself, so they give its interval."""
+    truth, data = decay
+    expected = rate_intervals(truth, data).table.iloc[0]
+    rate_fit = fit_rates([Candidate.from_mechanism(truth, data.species)], data, progress=False)
+    crnn_fit = crnn.fit(data, 1, n_starts=2, epochs=3000, progress=False)
+    for result in (rate_fit, crnn_fit):
+        row = rate_intervals(result, data).table.iloc[0]
+        assert row["quantity"] == "k(A -> B)"
+        for column in ("estimate", "low", "high"):
+            assert row[column] == pytest.approx(expected[column], rel=1e-6), (type(result).__name__, column)
+    with pytest.raises(ValueError, match="row"):
+        rate_intervals(rate_fit, data, which=3)
+    with pytest.raises(ValueError, match="one structure"):
+        rate_intervals(truth, data, which=0)
+
+
+@pytest.mark.slow
+def test_a_discovery_gives_the_interval_of_its_final_mechanism(decay):
+    truth, data = decay
+    found = crnn.discover(data, 1, composition={"A": [1], "B": [1]}, n_starts=2, epochs=300, progress=False)
+    assert found.mechanism().table()["equation"].tolist() == ["A -> B"]
+    row, expected = rate_intervals(found, data).table.iloc[0], rate_intervals(truth, data).table.iloc[0]
+    assert row["low"] == pytest.approx(expected["low"], rel=1e-6) and row["high"] == pytest.approx(expected["high"], rel=1e-6)
 
 
 def test_bad_arguments_are_refused(decay):
