@@ -73,12 +73,10 @@ class Intervals:
     def plot(self, truth: Mapping[str, float] | None = None, axes=None):
         """The profile deviance (or the bootstrap histogram) of each quantity, its interval shaded, the
         threshold dashed and `truth` (quantity -> value) marked."""
-        import matplotlib.pyplot as plt
+        from .report import panel_grid
 
-        names = list(self.table["quantity"])
-        if axes is None:
-            _, axes = plt.subplots(1, len(names), figsize=(2.8 * len(names), 2.6), layout="constrained", squeeze=False)
-            axes = axes[0]
+        if axes is None:  # at most three panels a row, the book's figure width
+            _, axes = panel_grid(len(self.table))
         level = float(self.table["level"].iloc[0])
         for ax, (_, row) in zip(axes, self.table.iterrows()):
             q = row["quantity"]
@@ -96,7 +94,11 @@ class Intervals:
             ax.axvspan(lo if np.isfinite(lo) else lims[0], hi if np.isfinite(hi) else lims[1], color="C1", alpha=0.2)
             if truth is not None and q in truth:
                 ax.axvline(truth[q], color="C3", lw=1.2)
-            ax.set_xscale("log")
+            left, right = ax.get_xlim()
+            if left > 0 and right / left > 3:  # a logarithmic axis only where the values span a factor
+                ax.set_xscale("log")
+            else:
+                ax.locator_params(axis="x", nbins=4)
             ax.set_xlabel(q)
         return axes
 
