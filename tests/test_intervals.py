@@ -137,3 +137,17 @@ def test_nuts_posterior_interval_agrees_with_the_profile_for_first_order_decay(d
     assert nuts["low"] == pytest.approx(profile["low"], abs=0.1 * width)
     assert nuts["high"] == pytest.approx(profile["high"], abs=0.1 * width)
     assert nuts["r_hat"] < 1.05
+
+
+def test_plot_marks_the_truth_and_keeps_to_the_book_width(decay):
+    import matplotlib
+
+    matplotlib.use("Agg")
+    truth, data = decay
+    iv = rate_intervals(truth, data, combinations={"k squared": [2.0], "k cubed": [3.0], "k^4": [4.0]})
+    axes = iv.plot(truth={"k(A -> B)": 0.3})
+    fig = axes[0].figure
+    assert len(axes) == 4 and fig.get_size_inches()[0] <= 7.0 + 1e-9
+    rows = {round(ax.get_position().y0, 3) for ax in axes}
+    assert len(rows) == 2  # three panels in the first row, one in the second
+    assert any(abs(line.get_xdata()[0] - 0.3) < 1e-12 for line in axes[0].lines if len(line.get_xdata()) == 2)
