@@ -151,3 +151,19 @@ def test_plot_marks_the_truth_and_keeps_to_the_book_width(decay):
     rows = {round(ax.get_position().y0, 3) for ax in axes}
     assert len(rows) == 2  # three panels in the first row, one in the second
     assert any(abs(line.get_xdata()[0] - 0.3) < 1e-12 for line in axes[0].lines if len(line.get_xdata()) == 2)
+
+
+@pytest.mark.slow
+def test_profile_rises_monotonically_away_from_its_minimum_where_refits_start_far():
+    """The textbook dimer mechanism of 2NO + O2 fitted to termolecular data (its back reaction at the ln k bound):
+    grid points fitted from the overall fit alone left K's profile dipping from 4.4 back to 1.8 past its
+    minimum, so its upper end came out at 0.0032 instead of 0.0043; the continuation removes the dip."""
+    k = 3.3e-39 * np.exp(530 / 298.0) * 1e34 * 500
+    data = crnn.make_dataset(crnn.Mechanism.parse(f"2NO + O2 -> 2NO2 ; {k}"), reactants=["NO", "O2"], noise=0.05, seed=21)
+    dimer = crnn.Mechanism.parse("2NO -> Z ; 5.163\nZ -> 2NO ; 2980.96\nO2 + Z -> 2NO2 ; 57.0", species=["NO", "O2", "NO2", "Z"])
+    iv = rate_intervals(dimer, data, combinations={"K": [1, -1, 0]}, rates=False)
+    profile = iv.profiles["K"].sort_values("value")
+    d = profile["deviance"].to_numpy()
+    centre = int(np.argmin(d))
+    assert np.all(np.diff(d[: centre + 1]) <= 1e-6) and np.all(np.diff(d[centre:]) >= -1e-6), d
+    assert iv.table.iloc[0]["high"] > 0.004
