@@ -6,6 +6,7 @@ Measures, for the default integrator of each set-up:
 - epochs per second for 1 and for 32 random starts, their compile times, and the throughput ratio
   (start-epochs per second with 32 starts over that with 1);
 - the classic case also with the Rosenbrock integrator (what stiff safety costs there);
+- the case-5 set-up (2A + B -> C, two reversible pairs, the hidden species in quasi-steady state: `QSSField`);
 - the wall time of the positive-control fit (`two_step_hidden_Z`, 3 reactions, Z hidden, defaults);
 - with `--torch`, the PyTorch + torchdiffeq baseline (bench/torch_baseline.py; `pip install -e ".[bench]"`).
 
@@ -62,6 +63,9 @@ def main():
     print(json.dumps({"classic_rosenbrock": report["classic_rosenbrock"]}, default=float), flush=True)
     report["case3_hidden"] = setup(load_dataset("third_order_3A"), 3, epochs // 4, extra_species=1)
     print(json.dumps({"case3_hidden": report["case3_hidden"]}, default=float), flush=True)
+    qss = dict(extra_species=1, hidden="qss", init=crnn.RandomStarts(reversible=True))
+    report["case5_qss"] = setup(load_dataset("third_order_2AB_noise5"), 2, epochs // 8, **qss)
+    print(json.dumps({"case5_qss": report["case5_qss"]}, default=float), flush=True)
 
     control = load_dataset("two_step_hidden_Z")
     t0 = time.perf_counter()

@@ -16,7 +16,8 @@ and hash alike, so a jitted function that takes one as an argument compiles once
 - `AutodiffField(rhs, floor)`: any smooth right-hand side, evaluated at `max(y, floor)`; derivatives
   from JAX.
 - `QSSField(floor)`: the observed species with the one hidden species in quasi-steady state
-  (`crnn._qss`), an `AutodiffField`.
+  (`crnn._qss`): law and Jacobian written out species-major, vector-Jacobian products from JAX
+  (an `AutodiffField`).
 
 The Jacobian is always the derivative of the smooth law at `max(y, floor)` (not the derivative of
 the floored law, which is zero below the floor): it keeps the linearisation of a Rosenbrock step
@@ -34,7 +35,7 @@ import jax
 import jax.numpy as jnp
 
 from ._model import floored_logs, mass_action_rhs, rates_from_logs
-from ._qss import qss_rhs
+from ._qss import LEAK, qss_rhs
 
 __all__ = ["AutodiffField", "Field", "MassAction", "QSSField"]
 
@@ -170,7 +171,19 @@ class AutodiffField(Field):
 
 class QSSField(AutodiffField):
     """The observed species of a CRNN whose one hidden species (the last column) sits at its
-    quasi-steady state (`crnn._qss.qss_rhs`), floored at `floor`."""
+    quasi-steady state (`crnn._qss.qss_rhs`), floored at `floor`.
+
+    With `b_j = exp(ln_k_j + sum_i w_in[j, i] ln y_i)` (observed species only), the production
+    `P = sum_j max(s_j, 0) b_j` and consumption `D = sum_j max(-s_j, 0) b_j + leak` of z (`s_j = w_out[j, z]`),
+    `z* = P / D` and the rates `r_j = b_j g_j` (`g_j = z*` where z is consumed, `s_j < 0`; 1 elsewhere), the
+    Jacobian is `J[i, k] = sum_j w_out[j, i] dr_jk` with
+
+        db_jk = b_j w_in[j, k] / y_k,   dz_k = sum_j (max(s_j, 0) - z* max(-s_j, 0)) db_jk / D,
+        dr_jk = db_jk g_j + c_j b_j dz_k   (c_j = 1 where z is consumed, 0 elsewhere).
+
+    Written species-major (scalar weights times batch arrays) like `MassAction`, so XLA fuses it; the
+    vector-Jacobian products are JAX's of these expressions (tests/test_integrate.py checks both against JAX's
+    derivatives of the closed-form law)."""
 
     def __init__(self, floor: float = 1e-5):
         self.function = None
@@ -179,3 +192,36 @@ class QSSField(AutodiffField):
     def law(self, y, w_in, ln_k, w_out):
         # y is floored by the caller; half the floor keeps the law's own floor inactive (derivative 1)
         return qss_rhs(y, w_in, ln_k, w_out, floor=0.5 * self.floor)
+
+    def _parts(self, y, p):
+        w_in, ln_k, w_out = p
+        n, n_r = len(y), ln_k.shape[-1]
+        floored = [jnp.maximum(v, self.floor) for v in y]
+        base = rates_from_logs([jnp.log(v) for v in floored], w_in, ln_k)
+        s = [w_out[j, n] for j in range(n_r)]
+        made = [jnp.maximum(v, 0.0) for v in s]
+        used = [jnp.maximum(-v, 0.0) for v in s]
+        D = sum(used[j] * base[j] for j in range(n_r)) + LEAK
+        z = sum(made[j] * base[j] for j in range(n_r)) / D
+        consumed = [(v < 0).astype(base[0].dtype) for v in s]
+        g = [1.0 + consumed[j] * (z - 1.0) for j in range(n_r)]
+        return floored, base, made, used, D, z, consumed, g
+
+    def f(self, y, p):
+        w_out = p[2]
+        _, base, *_, g = self._parts(y, p)
+        return [sum(w_out[j, i] * base[j] * g[j] for j in range(len(base))) for i in range(len(y))]
+
+    def f_jac(self, y, p):
+        w_in, _, w_out = p
+        n = len(y)
+        floored, base, made, used, D, z, consumed, g = self._parts(y, p)
+        n_r = len(base)
+        inv = [1.0 / v for v in floored]
+        db = [[base[j] * w_in[j, k] * inv[k] for k in range(n)] for j in range(n_r)]
+        u = [(made[j] - z * used[j]) / D for j in range(n_r)]
+        dz = [sum(u[j] * db[j][k] for j in range(n_r)) for k in range(n)]
+        dr = [[db[j][k] * g[j] + consumed[j] * base[j] * dz[k] for k in range(n)] for j in range(n_r)]
+        f = [sum(w_out[j, i] * base[j] * g[j] for j in range(n_r)) for i in range(n)]
+        jac = [[sum(w_out[j, i] * dr[j][k] for j in range(n_r)) for k in range(n)] for i in range(n)]
+        return f, jac

@@ -35,7 +35,10 @@ import numpy as np
 from ._mechanism import Mechanism
 from ._model import mass_action_rates
 
-__all__ = ["normalize_hidden", "qss_concentration", "qss_orders", "qss_rates", "qss_rhs"]
+__all__ = ["LEAK", "normalize_hidden", "qss_concentration", "qss_orders", "qss_rates", "qss_rhs"]
+
+
+LEAK = 1e-8  # the small first-order loss of z that keeps z* finite when no reaction consumes it
 
 
 def qss_orders(w_in, w_out):
@@ -62,7 +65,7 @@ def _z_star(base, s, leak):
     return production / (consumption + leak)
 
 
-def qss_concentration(y_obs, w_in, ln_k, w_out, floor: float = 1e-5, leak: float = 1e-8):
+def qss_concentration(y_obs, w_in, ln_k, w_out, floor: float = 1e-5, leak: float = LEAK):
     """z* = P / (sum_c a_c + leak) for the single hidden species (the last column).
 
     **Arguments:**
@@ -75,7 +78,7 @@ def qss_concentration(y_obs, w_in, ln_k, w_out, floor: float = 1e-5, leak: float
     return _z_star(_rates_without_z(y_obs, w_in, ln_k, floor), w_out[:, y_obs.shape[0]], leak)
 
 
-def qss_rates(y_obs, w_in, ln_k, w_out, floor: float = 1e-5, leak: float = 1e-8):
+def qss_rates(y_obs, w_in, ln_k, w_out, floor: float = 1e-5, leak: float = LEAK):
     """Reaction rates with the hidden species at its QSS value; returns `(rates, z*)`."""
     base = _rates_without_z(y_obs, w_in, ln_k, floor)  # computed once: this is the training hot path
     s = w_out[:, y_obs.shape[0]]

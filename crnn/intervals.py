@@ -42,7 +42,7 @@ from scipy.stats import chi2
 from ._data import Dataset
 from ._mechanism import Mechanism
 from .integrate import MassAction, Rosenbrock
-from .landscape import Candidate, _levenberg_marquardt, _padded_weights, fit_rates
+from .landscape import Candidate, _levenberg_marquardt, _padded_weights, fit_rates, rounded_reactions
 
 __all__ = ["Intervals", "identified_combinations", "rate_intervals"]
 
@@ -248,15 +248,7 @@ def _structure(structure, which: int | None = None, threshold: float = 0.01) -> 
 def _rounded(mechanism: Mechanism) -> Candidate | None:
     """A mechanism without hidden species, its net coefficients rounded to whole numbers (reactions without a
     reactant, or repeated, dropped); None when nothing is left."""
-    _, _, w_out = mechanism.to_weights()
-    reactions = []
-    for row in np.round(w_out).astype(int):
-        reaction = (
-            tuple((s, int(-v)) for s, v in zip(mechanism.species, row) if v < 0),
-            tuple((s, int(v)) for s, v in zip(mechanism.species, row) if v > 0),
-        )
-        if reaction[0] and reaction not in reactions:
-            reactions.append(reaction)
+    reactions = rounded_reactions(mechanism.species, mechanism.to_weights()[2])
     return Candidate(tuple(reactions), tuple(mechanism.species), None) if reactions else None
 
 
@@ -521,30 +513,51 @@ def _nuts(problem: _Problem, integrator, x_hat, n_values: int, n_samples: int, n
 
 
 def _continued(args, n_exp: int, c, values, devs, xs, chunk: int, deviance, passes: int = 3):
-    """Profile continuation: every point refitted from the solutions of both its neighbours, the lowest deviance
-    kept, until no point improves (at most `passes`). Each grid point is first fitted from the overall fit; far
+    """Profile continuation: points where the profile is not monotone away from its minimum refitted from the
+    solutions of both their neighbours, the lowest deviance kept; then the neighbours of every point that
+    improved, until none improves (at most `passes`). Each grid point is first fitted from the overall fit; far
     from it `iterations` steps may not converge, which shows as a profile that dips again away from its minimum
     (measured on the nitric-oxide dimer: K's upper end at 0.00317 from the first fits, 0.00425 once converged).
-    Refits run in chunks of the grid's size, so they reuse its compilation."""
+    A monotone profile costs nothing more. Refits run in chunks of the grid's size, so they reuse its
+    compilation."""
     devs, xs = np.array(devs, dtype=float), np.array(xs, dtype=float)
     m = len(values)
     index = np.arange(m)
+    todo = _not_monotone(devs)
     for _ in range(passes):
-        improved = False
+        if not todo.any():
+            break
+        better_any = np.zeros(m, bool)
         for neighbour in (np.maximum(index - 1, 0), np.minimum(index + 1, m - 1)):
-            new_x, new_d = np.empty_like(xs), np.empty(m)
-            for i in range(0, m, chunk):
-                take = index[i : i + chunk]
+            new_x, new_d = np.empty_like(xs), np.full(m, np.inf)
+            points = index[todo]
+            for i in range(0, len(points), chunk):
+                take = points[i : i + chunk]
                 pad = np.concatenate([take, np.repeat(take[:1], chunk - len(take))])
                 x, sse = _fits(*args, jnp.ones((chunk, n_exp)), jnp.asarray(xs[neighbour[pad]]),
                                jnp.tile(jnp.asarray(c), (chunk, 1)), jnp.asarray(values[pad]))  # fmt: skip
                 new_x[take], new_d[take] = np.asarray(x)[: len(take)], np.asarray(deviance(np.asarray(sse)))[: len(take)]
-            better = np.isfinite(new_d) & (new_d < devs - 1e-6)
+            better = todo & np.isfinite(new_d) & (new_d < devs - 1e-6)
             devs, xs = np.where(better, new_d, devs), np.where(better[:, None], new_x, xs)
-            improved |= bool(better.any())
-        if not improved:
+            better_any |= better
+        near = better_any.copy()
+        near[1:] |= better_any[:-1]
+        near[:-1] |= better_any[1:]
+        todo = (near & ~better_any) | _not_monotone(devs)
+        if not better_any.any():
             break
     return devs, xs
+
+
+def _not_monotone(devs) -> np.ndarray:
+    """Points of a profile that lie above their outer neighbour (the one farther from the minimum), or are not
+    finite: where a refit from a neighbour's solution can lower the profile."""
+    d = np.where(np.isfinite(devs), devs, np.inf)
+    centre = int(np.argmin(d))
+    out = ~np.isfinite(devs)
+    out[centre + 1 :] |= d[centre + 1 :] > np.append(d[centre + 2 :], np.inf) + 1e-6
+    out[1:centre] |= d[1:centre] > d[: centre - 1] + 1e-6
+    return out
 
 
 def _split_rhat(draws) -> float:

@@ -35,7 +35,15 @@ from ._loss import data_loss
 from ._mechanism import Mechanism, Reaction
 from .integrate import Adaptive, MassAction, Rosenbrock
 
-__all__ = ["Candidate", "RateFit", "enumerate_mechanisms", "fit_rates", "hidden_compositions", "round_mechanism"]
+__all__ = [
+    "Candidate",
+    "RateFit",
+    "enumerate_mechanisms",
+    "fit_rates",
+    "hidden_compositions",
+    "round_mechanism",
+    "rounded_reactions",
+]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -419,6 +427,21 @@ def _balance(candidate: Candidate, composition: Mapping[str, Sequence[int]], max
     return False
 
 
+def rounded_reactions(species: Sequence[str], w_out) -> list[tuple]:
+    """The reactions `(reactants, products)` of net coefficients `w_out` (rows reactions, columns `species`)
+    rounded to whole numbers; reactions left with no reactant (a zero-order source is not a mass-action
+    reaction) dropped, repeated ones merged."""
+    reactions, seen = [], set()
+    for row in np.round(np.asarray(w_out, dtype=float)).astype(int):
+        reactants = tuple((s, int(-v)) for s, v in zip(species, row) if v < 0)
+        products = tuple((s, int(v)) for s, v in zip(species, row) if v > 0)
+        key = (frozenset(reactants), frozenset(products))
+        if reactants and key not in seen:
+            seen.add(key)
+            reactions.append((reactants, products))
+    return reactions
+
+
 def round_mechanism(
     mechanism: Mechanism,
     composition: Mapping[str, Sequence[int]],
@@ -452,18 +475,7 @@ def round_mechanism(
             best_scale, best_err = c, err
     scaled = w_out.copy()
     scaled[:, -1] = h / best_scale
-    rounded = np.round(scaled).astype(int)
-    reactions, seen = [], set()
-    for row in rounded:
-        reactants = tuple((s, int(-v)) for s, v in zip(species, row) if v < 0)
-        products = tuple((s, int(v)) for s, v in zip(species, row) if v > 0)
-        if not reactants:  # a zero-order source is not a mass-action reaction
-            continue
-        key = (frozenset(reactants), frozenset(products))
-        if key in seen:
-            continue
-        seen.add(key)
-        reactions.append((reactants, products))
+    reactions = rounded_reactions(species, scaled)
     info = {"rounding_error": best_err, "hidden_scale": best_scale}
     if not reactions:
         return None, {**info, "elementary": False, "balanced": False, "hidden_composition": None}

@@ -3,7 +3,9 @@
 Every file a notebook reads through this module is recorded with its SHA-256
 (`inputs()`), and `Results.save` writes that record beside the results; the
 runner (`python -m crnn.study`) reruns a notebook when any recorded input
-changes. Results are JSON: NaN and infinities are written as `null` and read
+changes. Of another run's results only the keys the notebook reads count
+(`{"keys": [...], "sha256": ...}`): a rerun that changes a key nobody reads
+(a wall time, say) leaves its readers fresh. Results are JSON: NaN and infinities are written as `null` and read
 back as NaN by `load_results`.
 """
 
@@ -22,22 +24,96 @@ DATA = Path(os.environ.get("CRNN_DATA_DIR") or ROOT / "data")  # the override is
 
 __all__ = ["DATA", "Results", "inputs", "load_dataset", "load_results", "load_seed_reference", "results_digest"]
 
-_INPUTS: dict[str, str] = {}  # label -> sha256 of every input this process has read
+_INPUTS: dict[str, str] = {}  # label -> sha256 of every data file this process has read
+_READS: dict[str, list] = {}  # "results/<run>" -> (results as read, the dict handed out, which records its reads)
 
 
 def file_digest(path: Path) -> str:
     return hashlib.sha256(Path(path).read_bytes()).hexdigest()
 
 
-def results_digest(data: dict) -> str:
-    """Digest of a run's results without its `run` block (wall time, cache key: noise, not content)."""
-    content = {k: v for k, v in data.items() if k != "run"}
+_ABSENT = "<absent>"
+
+
+def results_digest(data: dict, keys=None) -> str:
+    """Digest of a run's results without its `run` block (wall time, cache key: noise, not content); with
+    `keys`, of those keys only (a key the results lack counts as a value of its own)."""
+    if keys is None:
+        content = {k: v for k, v in dict.items(data) if k != "run"}
+    else:
+        content = {k: dict.get(data, k, _ABSENT) for k in keys if k != "run"}
     return hashlib.sha256(json.dumps(_jsonable(content), sort_keys=True, allow_nan=False).encode()).hexdigest()
 
 
-def inputs() -> dict[str, str]:
-    """The inputs read so far: ``data/<file>`` (project data) or ``results/<run>`` (another run's results) -> digest."""
-    return dict(_INPUTS)
+class _ReadResults(dict):
+    """A run's results as `load_results` hands them out: a dict that records which keys are read.
+
+    Reading one key (`r[k]`, `r.get(k)`, `k in r`) records it; iterating (`for k in r`, `r.items()`,
+    `{**r}`, `dict(r)`) records every key."""
+
+    def __init__(self, data: dict):
+        super().__init__(data)
+        self.read: set | None = set()  # None: every key
+
+    def _note(self, key):
+        if self.read is not None:
+            self.read.add(key)
+
+    def __getitem__(self, key):
+        self._note(key)
+        return super().__getitem__(key)
+
+    def get(self, key, default=None):
+        self._note(key)
+        return super().get(key, default)
+
+    def __contains__(self, key):
+        self._note(key)
+        return super().__contains__(key)
+
+    def _everything(self):
+        self.read = None
+
+    def __iter__(self):
+        self._everything()
+        return super().__iter__()
+
+    def keys(self):
+        self._everything()
+        return super().keys()
+
+    def values(self):
+        self._everything()
+        return super().values()
+
+    def items(self):
+        self._everything()
+        return super().items()
+
+    def copy(self):
+        self._everything()
+        return dict(super().items())
+
+
+def inputs() -> dict:
+    """The inputs read so far: ``data/<file>`` (project data) -> digest, and ``results/<run>`` (another run's
+    results) -> ``{"keys": [the keys read], "sha256": digest of those keys}`` (every key: just the digest)."""
+    out = dict(_INPUTS)
+    for label, handed in _READS.items():
+        whole = handed[-1][0]
+        if any(r.read is None for _, r in handed):
+            out[label] = results_digest(whole)
+        else:
+            keys = sorted(set().union(*(r.read for _, r in handed)) - {"run"})
+            out[label] = {"keys": keys, "sha256": results_digest(whole, keys)}
+    return out
+
+
+def input_matches(recorded, data: dict) -> bool:
+    """Whether results `data` give the digest `recorded` for them (a digest of all keys, or of the keys read)."""
+    if isinstance(recorded, dict):
+        return results_digest(data, recorded.get("keys", [])) == recorded.get("sha256")
+    return results_digest(data) == recorded
 
 
 def _record_data_file(path: Path) -> None:
@@ -90,9 +166,10 @@ def load_results(name: str, results_dir: Path | None = None) -> dict:
     path = Path(results_dir or DATA / "results") / f"{name}.json"
     if not path.exists():
         raise ValueError(f"no results for run {name!r} in {path.parent.name}/; run: python -m crnn.study run {name}")
-    data = json.loads(path.read_text())
-    _INPUTS[f"results/{name}"] = results_digest(data)
-    return _nan_for_null(data)
+    raw = json.loads(path.read_text())
+    data = _ReadResults(_nan_for_null(raw))
+    _READS.setdefault(f"results/{name}", []).append((raw, data))
+    return data
 
 
 def _jsonable(value):

@@ -58,7 +58,7 @@ from pathlib import Path
 import yaml
 
 from . import results as _results
-from .results import ROOT, dump_json, file_digest, results_digest
+from .results import ROOT, dump_json, file_digest, input_matches
 
 PACKAGE = Path(__file__).resolve().parent
 RUNNER_ONLY = {"study.py"}  # package files whose edits do not change any run's output
@@ -265,20 +265,22 @@ def cache_key(run: Run, notebooks_dir: Path, quick: bool, package_digest: str, v
     return h.hexdigest()
 
 
-def _input_digest(label: str, results_dirs: list[Path]) -> str | None:
+def _input_matches(label: str, recorded, results_dirs: list[Path]) -> bool:
+    """Whether the input `label` still gives its `recorded` digest (a data file's, or that of the keys a
+    notebook read of another run's results); an input that cannot be checked counts as changed."""
     kind, _, rest = label.partition("/")
     if kind == "data":
         path = _results.DATA / rest
-        return file_digest(path) if path.exists() else None
+        return path.exists() and file_digest(path) == recorded
     if kind == "results":
         for folder in results_dirs:
             path = folder / f"{rest}.json"
             if path.exists():
                 try:
-                    return results_digest(json.loads(path.read_text()))
+                    return input_matches(recorded, json.loads(path.read_text()))
                 except json.JSONDecodeError:
-                    return None
-    return None  # an input that cannot be checked counts as changed
+                    return False
+    return False
 
 
 def _same_definition(
@@ -309,7 +311,7 @@ def _cached(run: Run, runs_dir: Path, results_dir: Path, key: str, results_dirs:
         return False
     if not _same_definition(run, meta, key, *definition) or meta.get("notebook_sha256") != file_digest(final_nb):
         return False
-    return all(_input_digest(label, results_dirs) == digest for label, digest in meta.get("inputs", {}).items())
+    return all(_input_matches(label, digest, results_dirs) for label, digest in meta.get("inputs", {}).items())
 
 
 def _recorded_run(results_path: Path) -> dict | None:
@@ -398,7 +400,7 @@ def _status_of(run, meta, executed, quick, notebooks_dir, package_files, package
         )
         reasons.append("parameters" if only_parameters else LEGACY_REASON)
     for label, digest in (meta.get("inputs") or {}).items():
-        if _input_digest(label, results_dirs) != digest:
+        if not _input_matches(label, digest, results_dirs):
             reasons.append(_input_reason(label))
     if meta.get("notebook_sha256") != file_digest(executed):
         reasons.append("executed notebook edited")

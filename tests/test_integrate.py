@@ -179,3 +179,28 @@ def test_rosenbrock_adjoint_is_jax_grad_of_the_same_forward_solve_on_a_stiff_cas
     assert float(loss(ln_k, y0)) == pytest.approx(float(loss_autodiff(ln_k, y0)), rel=1e-12)
     for a, b in zip(jax.grad(loss, argnums=(0, 1))(ln_k, y0), jax.grad(loss_autodiff, argnums=(0, 1))(ln_k, y0)):
         np.testing.assert_allclose(np.asarray(a), np.asarray(b), rtol=1e-7, atol=1e-9 * float(jnp.max(jnp.abs(b))))
+
+
+def test_qss_field_jacobian_and_its_derivatives_are_those_of_the_closed_form_law():
+    # QSSField writes the law and its Jacobian out species-major; the reference is JAX's derivatives of the
+    # closed-form law (crnn._qss.qss_rhs) at max(y, floor), through the generic AutodiffField. One state below the floor.
+    from crnn._qss import qss_rhs
+    from crnn.integrate import QSSField
+
+    floor = 1e-5
+    reference = AutodiffField(lambda y, a, b, c: qss_rhs(y, a, b, c, floor=0.5 * floor), floor)
+    rng = np.random.default_rng(4)
+    w_out = jnp.asarray(rng.normal(0, 1, (4, 4)))  # 4 reactions over A, B, C and the hidden Z (some make Z, some use it)
+    p = (jnp.clip(-w_out, 0, 2.5), jnp.asarray(rng.uniform(-2, 1, 4)), w_out)
+    y = [jnp.asarray(rng.uniform(0, 2, 7)) for _ in range(3)]
+    y[1] = y[1].at[0].set(1e-7)
+    fast, slow = QSSField(floor).f_jac(y, p), reference.f_jac(y, p)
+    np.testing.assert_allclose(np.asarray(fast[0]), np.asarray(slow[0]), rtol=1e-12, atol=1e-14)
+    np.testing.assert_allclose(np.asarray(fast[1]), np.asarray(slow[1]), rtol=1e-10, atol=1e-12)
+    f_bar = [jnp.cos(v) for v in y]
+    jac_bar = [[jnp.sin(3 * v + k) for k in range(3)] for v in y]
+    for with_jac in (None, jac_bar):
+        (y_fast, p_fast), (y_slow, p_slow) = QSSField(floor).vjp(y, p, f_bar, with_jac), reference.vjp(y, p, f_bar, with_jac)
+        np.testing.assert_allclose(np.asarray(y_fast), np.asarray(y_slow), rtol=1e-9, atol=1e-12)
+        for a, b in zip(jax.tree.leaves(p_fast), jax.tree.leaves(p_slow)):
+            np.testing.assert_allclose(np.asarray(a), np.asarray(b), rtol=1e-9, atol=1e-9 * float(np.max(np.abs(b)) + 1))

@@ -118,7 +118,9 @@ def test_a_changed_input_reruns_its_run_and_only_what_depends_on_it(tmp_path, mo
     reader = "import crnn\nr = crnn.Results(results_path)\nr['digests'] = crnn.results.inputs()\nr.save()"
     _notebook(nbdir / "read.ipynb", f"crnn.load_dataset(name)\n{reader}", params="name = 'x'\nimport crnn")
     _notebook(
-        nbdir / "down.ipynb", f"crnn.load_results('a', __import__('pathlib').Path(results_path).parent)\n{reader}", "import crnn"
+        nbdir / "down.ipynb",
+        f"crnn.load_results('a', __import__('pathlib').Path(results_path).parent)['digests']\n{reader}",
+        "import crnn",
     )
     (nbdir / "runs.yml").write_text(
         "runs:\n"
@@ -191,6 +193,23 @@ def test_nan_and_infinities_are_written_as_null_and_read_back_as_nan(tmp_path):
     assert "NaN" not in text and "nan" not in text and "inf" not in text.lower()
     back = results_module.load_results("r", tmp_path)
     assert math.isnan(back["a"]) and back["b"][0] == 1.0 and math.isnan(back["b"][1]) and math.isnan(back["c"][0])
+
+
+def test_only_the_keys_a_notebook_reads_of_other_results_are_its_inputs(tmp_path, monkeypatch):
+    monkeypatch.setattr(results_module, "_READS", {})
+    results_module.dump_json({"rate": 0.1, "fit_s": 30.0, "table": [1, 2], "run": {"wall_time_s": 9}}, tmp_path / "up.json")
+    up = results_module.load_results("up", tmp_path)
+    assert up["rate"] == 0.1 and "missing" not in up and up.get("other") is None
+    recorded = results_module.inputs()["results/up"]
+    assert recorded["keys"] == ["missing", "other", "rate"]
+    changed = {"rate": 0.1, "fit_s": 31.0, "table": [1, 2, 3], "run": {"wall_time_s": 10}}
+    assert results_module.input_matches(recorded, changed)  # what it did not read changed
+    assert not results_module.input_matches(recorded, {**changed, "rate": 0.2})
+    assert not results_module.input_matches(recorded, {**changed, "other": 1})  # a key it found absent appeared
+    dict(up.items())  # iterating reads everything
+    everything = results_module.inputs()["results/up"]
+    assert isinstance(everything, str) and not results_module.input_matches(everything, changed)
+    assert results_module.input_matches(everything, {"rate": 0.1, "fit_s": 30.0, "table": [1, 2], "run": {}})
 
 
 def test_the_study_manifest_is_valid():
@@ -381,7 +400,9 @@ def test_status_names_changed_data_and_upstream_results(tmp_path, monkeypatch):
     reader = "import crnn\nr = crnn.Results(results_path)\nr['n'] = 1\nr.save()"
     _notebook(nbdir / "read.ipynb", f"crnn.load_dataset('classic_noise5')\n{reader}", params="import crnn")
     _notebook(
-        nbdir / "down.ipynb", f"crnn.load_results('a', __import__('pathlib').Path(results_path).parent)\n{reader}", "import crnn"
+        nbdir / "down.ipynb",
+        f"crnn.load_results('a', __import__('pathlib').Path(results_path).parent)['n']\n{reader}",
+        "import crnn",
     )
     (nbdir / "runs.yml").write_text(
         "runs:\n  - {name: a, notebook: read.ipynb}\n  - {name: c, notebook: down.ipynb, needs: [a]}\n"
@@ -399,6 +420,9 @@ def test_status_names_changed_data_and_upstream_results(tmp_path, monkeypatch):
     path.write_text(path.read_text().replace('"n": 1', '"n": 2'))  # a's results changed (as a rerun could change them)
     status = _status(tmp_path)
     assert status["a"].fresh and status["c"].reasons == ("results of a",)
+    path.write_text(path.read_text().replace('"n": 2', '"n": 1').replace('"n": 1', '"n": 1, "wall_s": 12.5'))
+    status = _status(tmp_path)  # a key of a's results that c does not read: c stays fresh
+    assert status["c"].fresh, status["c"].reasons
 
 
 @pytest.fixture
