@@ -15,6 +15,13 @@ contents may change without notice; everything public is re-exported here or in 
 import os as _os
 from pathlib import Path as _Path
 
+# Runtime checks inside diffrax, optimistix and lineax (equinox's `error_if`) give NaN instead of raising through a
+# host callback: an executable with a host callback cannot be stored in the persistent compilation cache, so
+# every adaptive (Kvaerno5) solve was compiled again in every process. The package's solves already report
+# failures themselves (`throw=False`, an `ok` flag; a NaN is a failed solve). Set before equinox is imported;
+# `EQX_ON_ERROR=raise` in the environment keeps equinox's default.
+_os.environ.setdefault("EQX_ON_ERROR", "nan")
+
 import jax as _jax
 
 _jax.config.update("jax_enable_x64", True)

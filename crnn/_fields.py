@@ -35,7 +35,7 @@ import jax
 import jax.numpy as jnp
 
 from ._model import floored_logs, mass_action_rhs, rates_from_logs
-from ._qss import LEAK, qss_rhs
+from ._qss import qss_law, qss_rhs
 
 __all__ = ["AutodiffField", "Field", "MassAction", "QSSField"]
 
@@ -171,7 +171,8 @@ class AutodiffField(Field):
 
 class QSSField(AutodiffField):
     """The observed species of a CRNN whose one hidden species (the last column) sits at its
-    quasi-steady state (`crnn._qss.qss_rhs`), floored at `floor`.
+    quasi-steady state (the law of `crnn._qss.qss_law`, the package's one copy, which `qss_rhs` also uses), floored
+    at `floor`.
 
     With `b_j = exp(ln_k_j + sum_i w_in[j, i] ln y_i)` (observed species only), the production
     `P = sum_j max(s_j, 0) b_j` and consumption `D = sum_j max(-s_j, 0) b_j + leak` of z (`s_j = w_out[j, z]`),
@@ -199,29 +200,26 @@ class QSSField(AutodiffField):
         floored = [jnp.maximum(v, self.floor) for v in y]
         base = rates_from_logs([jnp.log(v) for v in floored], w_in, ln_k)
         s = [w_out[j, n] for j in range(n_r)]
-        made = [jnp.maximum(v, 0.0) for v in s]
-        used = [jnp.maximum(-v, 0.0) for v in s]
-        D = sum(used[j] * base[j] for j in range(n_r)) + LEAK
-        z = sum(made[j] * base[j] for j in range(n_r)) / D
-        consumed = [(v < 0).astype(base[0].dtype) for v in s]
-        g = [1.0 + consumed[j] * (z - 1.0) for j in range(n_r)]
-        return floored, base, made, used, D, z, consumed, g
+        return (floored, base, s, *qss_law(base, s))
+
+    @staticmethod
+    def _sum(w_out, base, g, n):
+        return [sum(w_out[j, i] * base[j] * g[j] for j in range(len(base))) for i in range(n)]
 
     def f(self, y, p):
-        w_out = p[2]
-        _, base, *_, g = self._parts(y, p)
-        return [sum(w_out[j, i] * base[j] * g[j] for j in range(len(base))) for i in range(len(y))]
+        _, base, _, _, _, _, _, g = self._parts(y, p)
+        return self._sum(p[2], base, g, len(y))
 
     def f_jac(self, y, p):
         w_in, _, w_out = p
         n = len(y)
-        floored, base, made, used, D, z, consumed, g = self._parts(y, p)
+        floored, base, s, made, used, D, z, g = self._parts(y, p)
         n_r = len(base)
         inv = [1.0 / v for v in floored]
         db = [[base[j] * w_in[j, k] * inv[k] for k in range(n)] for j in range(n_r)]
         u = [(made[j] - z * used[j]) / D for j in range(n_r)]
         dz = [sum(u[j] * db[j][k] for j in range(n_r)) for k in range(n)]
-        dr = [[db[j][k] * g[j] + consumed[j] * base[j] * dz[k] for k in range(n)] for j in range(n_r)]
-        f = [sum(w_out[j, i] * base[j] * g[j] for j in range(n_r)) for i in range(n)]
+        dr = [[db[j][k] * g[j] + jnp.where(s[j] < 0, base[j] * dz[k], 0.0) for k in range(n)] for j in range(n_r)]
+        f = self._sum(w_out, base, g, n)
         jac = [[sum(w_out[j, i] * dr[j][k] for j in range(n_r)) for k in range(n)] for i in range(n)]
         return f, jac

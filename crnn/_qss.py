@@ -35,7 +35,7 @@ import numpy as np
 from ._mechanism import Mechanism
 from ._model import mass_action_rates
 
-__all__ = ["LEAK", "normalize_hidden", "qss_concentration", "qss_orders", "qss_rates", "qss_rhs"]
+__all__ = ["LEAK", "normalize_hidden", "qss_concentration", "qss_law", "qss_orders", "qss_rates", "qss_rhs"]
 
 
 LEAK = 1e-8  # the small first-order loss of z that keeps z* finite when no reaction consumes it
@@ -53,16 +53,29 @@ def _np_set(w_in, hidden, values):
     return out
 
 
-def _rates_without_z(y_obs, w_in, ln_k, floor):
-    """Rate of every reaction without its factor z: `k_j prod_{i obs} y_i^{w_in[j, i]}` (the mass-action
-    law over the observed species only)."""
-    return mass_action_rates(y_obs, w_in, ln_k, floor)
+def qss_law(base, s, leak: float = LEAK):
+    """The QSS law of the one hidden species z from the rates without their factor z: the package's only copy.
+
+    `base` is a list over reactions of `k_j prod_{i obs} y_i^{w_in[j, i]}` (arrays over a batch, as the
+    species-major field holds them, or scalars), `s` the list of z's net coefficients `w_out[j, z]`. Returns
+    `(made, used, D, z, g)`: the production and consumption weights `max(s_j, 0)`, `max(-s_j, 0)`,
+    `D = sum_j used_j base_j + leak`, `z* = sum_j made_j base_j / D` and each reaction's factor `g_j`
+    (z* where the reaction consumes z, 1 elsewhere), so that the rates are `base_j g_j`.
+    """
+    n_r = len(base)
+    made = [jnp.maximum(v, 0.0) for v in s]
+    used = [jnp.maximum(-v, 0.0) for v in s]
+    D = sum(used[j] * base[j] for j in range(n_r)) + leak
+    z = sum(made[j] * base[j] for j in range(n_r)) / D
+    g = [jnp.where(s[j] < 0, z, 1.0) for j in range(n_r)]
+    return made, used, D, z, g
 
 
-def _z_star(base, s, leak):
-    production = jnp.sum(jnp.where(s > 0, s, 0.0) * base)
-    consumption = jnp.sum(jnp.where(s < 0, -s, 0.0) * base)
-    return production / (consumption + leak)
+def _law_of_state(y_obs, w_in, ln_k, w_out, floor, leak):
+    base = mass_action_rates(y_obs, w_in, ln_k, floor)  # computed once: the rates without z
+    n_r = base.shape[-1]
+    *_, z, g = qss_law([base[j] for j in range(n_r)], [w_out[j, y_obs.shape[0]] for j in range(n_r)], leak)
+    return base, z, g
 
 
 def qss_concentration(y_obs, w_in, ln_k, w_out, floor: float = 1e-5, leak: float = LEAK):
@@ -75,15 +88,13 @@ def qss_concentration(y_obs, w_in, ln_k, w_out, floor: float = 1e-5, leak: float
     - `floor`: concentration floor of the rate law for the observed species.
     - `leak`: a small first-order loss of z that keeps z* finite when no reaction consumes it.
     """
-    return _z_star(_rates_without_z(y_obs, w_in, ln_k, floor), w_out[:, y_obs.shape[0]], leak)
+    return _law_of_state(y_obs, w_in, ln_k, w_out, floor, leak)[1]
 
 
 def qss_rates(y_obs, w_in, ln_k, w_out, floor: float = 1e-5, leak: float = LEAK):
     """Reaction rates with the hidden species at its QSS value; returns `(rates, z*)`."""
-    base = _rates_without_z(y_obs, w_in, ln_k, floor)  # computed once: this is the training hot path
-    s = w_out[:, y_obs.shape[0]]
-    z = _z_star(base, s, leak)
-    return jnp.where(s < 0, base * z, base), z
+    base, z, g = _law_of_state(y_obs, w_in, ln_k, w_out, floor, leak)
+    return base * jnp.stack(g), z
 
 
 def qss_rhs(y_obs, w_in, ln_k, w_out, floor: float = 1e-5):

@@ -149,11 +149,16 @@ class Adaptive(Integrator):
     max_steps: int = eqx.field(static=True, default=20_000)
 
     def solve(self, field, weights, y0, ts):
+        ys, ok = self.solve_each(field, weights, y0, ts)
+        return ys, jnp.all(ok)
+
+    def solve_each(self, field, weights, y0, ts):
+        """As `solve`, with `ok` for each initial state (each experiment) rather than for all of them."""
         config = SolverConfig(solver=self.solver, rtol=self.rtol, atol=self.atol, max_steps=self.max_steps)
         rhs = lambda y, w_in, ln_k, w_out, floor: field.rhs(y, w_in, ln_k, w_out)
         ts = jnp.asarray(ts)
         ys, ok, _, _ = jax.vmap(lambda y: solve(weights, y, ts, config, rhs=rhs))(y0)
-        return ys, jnp.all(ok)
+        return ys, ok
 
 
 _NAMES = {"rosenbrock": Rosenbrock, "rk4": RK4, "adaptive": Adaptive, "diffrax": lambda: Adaptive(solver="tsit5", rtol=1e-6)}

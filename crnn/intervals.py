@@ -7,7 +7,8 @@ combination of them the caller names (e.g. `K = k1 / k-1`), gets a 95 % interval
 - `method="profile"`: the profile likelihood. The quantity is held at each point of a grid while the
   other rate constants are refitted (Levenberg-Marquardt, vmapped over the grid); the interval is where
   the profile deviance stays within the chi-square quantile (3.84 at 95 %) of its minimum. A side the
-  profile never leaves within `ln_k_bounds` is open (`-inf` or `inf`): the data do not bound it there.
+  profile never leaves within `ln_k_bounds` is open (0 below, `inf` above: every quantity is a positive
+  constant): the data do not bound it there.
 - `method="bootstrap"`: the training experiments are resampled with replacement `n_boot` times and the
   rate constants refitted on each resample (vmapped over resamples); percentile intervals.
 - `method="nuts"`: the posterior of ln k (uniform prior within `ln_k_bounds`, the noise scale integrated out
@@ -55,8 +56,8 @@ class Intervals:
     """The result of `rate_intervals`.
 
     - `table`: one row per quantity: `quantity`, `exponents` (over the rate constants), `estimate`,
-      `low`, `high` (the interval on the constant itself, not its logarithm; `-inf`/`inf` where open),
-      `bounded` (both ends finite), `method`, `level`.
+      `low`, `high` (the interval on the constant itself, not its logarithm; 0 below and `inf` above where open),
+      `bounded` (neither end open), `method`, `level`.
     - `profiles`: quantity -> DataFrame of `value` (the constant) and `deviance` above the minimum
       (profile method only).
     - `samples`: quantity -> the bootstrap estimates (bootstrap only).
@@ -91,7 +92,7 @@ class Intervals:
                 ax.set_ylabel("resamples")
             lo, hi = row["low"], row["high"]
             lims = ax.get_xlim()
-            ax.axvspan(lo if np.isfinite(lo) else lims[0], hi if np.isfinite(hi) else lims[1], color="C1", alpha=0.2)
+            ax.axvspan(lo if lo > 0 else lims[0], hi if np.isfinite(hi) else lims[1], color="C1", alpha=0.2)
             if truth is not None and q in truth:
                 ax.axvline(truth[q], color="C3", lw=1.2)
             left, right = ax.get_xlim()
@@ -440,7 +441,7 @@ def rate_intervals(
                 ends.append(end)
             low, high = ends
             profiles[name] = pd.DataFrame({"value": np.exp(values), "deviance": devs})
-            rows.append(_row(name, c, float(np.exp(v_hat)), np.exp(low) if low is not None else -np.inf,
+            rows.append(_row(name, c, float(np.exp(v_hat)), np.exp(low) if low is not None else 0.0,
                              np.exp(high) if high is not None else np.inf, method, level))  # fmt: skip
     elif method == "nuts":
         draws = _nuts(problem, integrator, x_hat, n, n_samples, n_warmup, chains, seed)
@@ -451,7 +452,7 @@ def rate_intervals(
             lo, hi = np.quantile(v, [alpha, 1 - alpha])
             ends = _reach(c, ln_k_bounds)
             near = lambda t: min(abs(t - e) for e in ends) < 0.5  # a tail that runs into the prior's edge: open
-            rows.append({**_row(name, c, float(np.exp(c @ x_hat)), -np.inf if near(lo) else float(np.exp(lo)),
+            rows.append({**_row(name, c, float(np.exp(c @ x_hat)), 0.0 if near(lo) else float(np.exp(lo)),
                                 np.inf if near(hi) else float(np.exp(hi)), method, level),
                          "posterior median": float(np.exp(np.median(v))),
                          "r_hat": float(_split_rhat(v.reshape(chains, -1)))})  # fmt: skip
@@ -469,7 +470,7 @@ def rate_intervals(
             samples[name] = np.exp(v)
             lo, hi = np.quantile(v, [alpha, 1 - alpha])
             at_bound = lambda t: min(abs(t - e) for e in _reach(c, ln_k_bounds)) < 1e-3
-            rows.append(_row(name, c, float(np.exp(c @ x_hat)), -np.inf if at_bound(lo) else float(np.exp(lo)),
+            rows.append(_row(name, c, float(np.exp(c @ x_hat)), 0.0 if at_bound(lo) else float(np.exp(lo)),
                              np.inf if at_bound(hi) else float(np.exp(hi)), method, level))  # fmt: skip
     table = pd.DataFrame(rows)
     mechanism = candidate.mechanism(np.exp(x_hat).tolist())
@@ -591,4 +592,4 @@ def _crossing(values, devs, q):
 
 def _row(name, c, estimate, low, high, method, level):
     return {"quantity": name, "exponents": [float(e) for e in c], "estimate": estimate, "low": float(low), "high": float(high),
-            "bounded": bool(np.isfinite(low) and np.isfinite(high)), "method": method, "level": level}  # fmt: skip
+            "bounded": bool(low > 0 and np.isfinite(high)), "method": method, "level": level}  # fmt: skip

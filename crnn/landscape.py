@@ -233,16 +233,23 @@ RATE_FIT_CHUNK = 8  # most candidates per compiled rate fit (fewer: the next pow
 
 
 @eqx.filter_jit
-def _rate_losses(integrator, field, n_obs, w_in, ln_k, w_out, y0, ys, scale, ts):
-    """Data loss and scaled sum of squared residuals of every candidate (vmapped)."""
+def _rate_losses(integrator, field, n_obs, w_in, ln_k, w_out, y0, ys, scale, ts, train):
+    """Per candidate (vmapped; `integrator` an `Adaptive`): data loss and scaled sum of squared residuals of the
+    experiments where `train`, data loss of the others, and each experiment's data loss. One solve of every
+    experiment (one trace and compilation for both subsets); a subset with a failed solve gets infinite losses."""
+    val = ~train
 
     def one(a, b, c):
-        pred, ok = integrator.solve(field, (a, b, c), y0, ts)
+        pred, ok = integrator.solve_each(field, (a, b, c), y0, ts)  # ok per experiment
         pred = pred[..., :n_obs]
         residual = (pred - ys) / scale
         per_experiment = jnp.sum(jnp.mean(jnp.abs(residual), axis=1), axis=-1)  # each experiment's data loss
-        bad = lambda x: jnp.where(ok, x, jnp.inf)
-        return bad(data_loss(pred, ys, scale)), bad(jnp.sum(residual**2)), bad(per_experiment)
+        ok_train, ok_val = jnp.all(ok | ~train), jnp.all(ok | val)
+        sse = jnp.sum(jnp.where(train[:, None, None], residual**2, 0.0))
+        train_loss = jnp.where(ok_train, data_loss(pred, ys, scale, train), jnp.inf)
+        val_loss = jnp.where(ok_val, data_loss(pred, ys, scale, val), jnp.inf)
+        each = jnp.where(jnp.where(train, ok_train, ok_val), per_experiment, jnp.inf)
+        return train_loss, jnp.where(ok_train, sse, jnp.inf), val_loss, each
 
     return jax.vmap(one)(w_in, ln_k, w_out)
 
@@ -380,10 +387,9 @@ def fit_rates(
 
     rescore = Adaptive()
     args = (rescore, EXACT, n_obs, jnp.asarray(w_in), jnp.asarray(best), jnp.asarray(w_out))
-    train_loss, sse, _ = (np.asarray(a) for a in _rate_losses(*args, y0_tr, ys_tr, scale, ts))
-    val_loss, _, val_each = (
-        np.asarray(a) for a in _rate_losses(*args, jnp.asarray(y0[va]), jnp.asarray(dataset.ys[va]), scale, ts)
-    )
+    losses = _rate_losses(*args, jnp.asarray(y0), jnp.asarray(dataset.ys), scale, ts, jnp.asarray(tr))
+    train_loss, sse, val_loss, each = (np.asarray(a) for a in losses)
+    val_each = each[:, va]
     n_values = int(ys_tr.size)
     p = np.array([c.n_reactions for c in candidates])
     with np.errstate(divide="ignore", invalid="ignore"):

@@ -106,6 +106,9 @@ def test_a_fast_equilibrium_leaves_its_rate_constants_open_and_names_what_is_ide
     data = crnn.make_dataset(truth, reactants=["A"], observed=["A", "B"], noise=0.05, seed=3)
     table = rate_intervals(truth, data, combinations={"K": [1, -1, 0]}).table.set_index("quantity")
     assert not table.loc["k(2A -> Z)", "bounded"] and not table.loc["k(Z -> 2A)", "bounded"]
+    for name in ["k(2A -> Z)", "k(Z -> 2A)"]:  # an open end of a positive constant: 0 below, inf above, never negative
+        low, high = table.loc[name, ["low", "high"]]
+        assert (low == 0 or np.isinf(high)) and low >= 0, table
     for name, value in [("K", 0.2), ("k(A + Z -> B)", 0.5)]:
         assert table.loc[name, "bounded"] and table.loc[name, "low"] < value < table.loc[name, "high"], table
     combos = identified_combinations(truth, data)

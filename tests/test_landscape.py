@@ -1,5 +1,7 @@
 """The exhaustive mechanism map: enumeration checked by hand and by its invariants; rate fits on a known answer."""
 
+import os
+
 import numpy as np
 import pytest
 
@@ -96,3 +98,31 @@ def test_a_second_identical_rate_fit_compiles_nothing():
     assert _compilations(call) == 0
     other = lambda: fit_rates(candidates[::-1], data, n_starts=1, iterations=3, seed=5, ln_k_bounds=(-10.0, 6.0), progress=False)
     assert _compilations(other) == 0  # other candidates of the same shape, seed and bounds: arguments, not constants
+
+
+@pytest.mark.slow
+def test_adaptive_rescoring_is_stored_in_the_persistent_compilation_cache(tmp_path):
+    """The adaptive (Kvaerno5) re-solve of every rate fit compiles to an executable without host callbacks
+    (equinox's runtime checks give NaN: `crnn/__init__`), so a fresh process stores it in the persistent cache and the
+    next one loads it instead of compiling again. With equinox's default (`EQX_ON_ERROR=raise`) it is never stored."""
+    import subprocess
+    import sys
+
+    script = (
+        "import crnn\n"
+        "from crnn.landscape import Candidate, fit_rates\n"
+        "m = crnn.Mechanism.parse('A -> B ; 0.5')\n"
+        "d = crnn.make_dataset(m, reactants=['A'], seed=0)\n"
+        "fit_rates([Candidate.from_mechanism(m, ['A', 'B'])], d, n_starts=1, iterations=2, progress=False)\n"
+    )
+    stored = {}
+    for mode in ["default", "raise"]:
+        cache = tmp_path / mode
+        env = {**os.environ, "CRNN_JAX_CACHE": str(cache), "CRNN_PROGRESS": "0"}
+        env.pop("EQX_ON_ERROR", None)
+        if mode == "raise":
+            env["EQX_ON_ERROR"] = "raise"
+        subprocess.run([sys.executable, "-c", script], check=True, env=env, timeout=600)
+        stored[mode] = sorted(p.name.split("-")[0] for p in cache.iterdir())
+    assert "jit__rate_losses" in stored["default"], stored
+    assert "jit__rate_losses" not in stored["raise"], stored  # the reference: a host callback keeps it out
