@@ -241,10 +241,10 @@ def _rate_losses(integrator, field, n_obs, w_in, ln_k, w_out, y0, ys, scale, ts,
 
     def one(a, b, c):
         pred, ok = integrator.solve_each(field, (a, b, c), y0, ts)  # ok per experiment
-        pred = pred[..., :n_obs]
+        pred = jnp.where(ok[:, None, None], pred[..., :n_obs], ys)  # a failed solve adds nothing to either subset's sums
         residual = (pred - ys) / scale
         per_experiment = jnp.sum(jnp.mean(jnp.abs(residual), axis=1), axis=-1)  # each experiment's data loss
-        ok_train, ok_val = jnp.all(ok | ~train), jnp.all(ok | val)
+        ok_train, ok_val = jnp.all(ok | val), jnp.all(ok | train)
         sse = jnp.sum(jnp.where(train[:, None, None], residual**2, 0.0))
         train_loss = jnp.where(ok_train, data_loss(pred, ys, scale, train), jnp.inf)
         val_loss = jnp.where(ok_val, data_loss(pred, ys, scale, val), jnp.inf)

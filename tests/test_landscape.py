@@ -5,7 +5,7 @@ import os
 import numpy as np
 import pytest
 
-from crnn import Dataset, Mechanism
+from crnn import Dataset, Mechanism, simulate
 from crnn.landscape import Candidate, enumerate_mechanisms, fit_rates, hidden_compositions
 from crnn.results import DATA
 
@@ -126,3 +126,28 @@ def test_adaptive_rescoring_is_stored_in_the_persistent_compilation_cache(tmp_pa
         stored[mode] = sorted(p.name.split("-")[0] for p in cache.iterdir())
     assert "jit__rate_losses" in stored["default"], stored
     assert "jit__rate_losses" not in stored["raise"], stored  # the reference: a host callback keeps it out
+
+
+def test_a_failed_solve_in_one_subset_leaves_the_other_subsets_losses_finite():
+    """The re-scoring solves every experiment once: a failed solve of a validation experiment makes the validation
+    loss infinite and leaves the training loss as it is, and the other way round (each subset as if solved alone)."""
+    import jax.numpy as jnp
+
+    from crnn.integrate import Adaptive
+    from crnn.landscape import EXACT, _padded_weights, _rate_losses
+
+    truth = Mechanism.parse("2A -> B ; 1.0")
+    w_in, w_out, _ = _padded_weights([Candidate.from_mechanism(truth, ["A", "B"])])
+    ts = np.linspace(0.0, 5.0, 20)
+    y0 = np.array([[0.5, 0.0], [1.0, 0.0], [2000.0, 0.0]])  # the third needs far more steps than the others
+    ys = np.asarray(simulate(truth, y0, ts))
+    integrator = Adaptive(max_steps=250)
+    _, ok = integrator.solve_each(EXACT, (w_in[0], jnp.zeros(1), w_out[0]), jnp.asarray(y0), jnp.asarray(ts))
+    assert np.asarray(ok).tolist() == [True, True, False]  # what the test relies on
+    args = (integrator, EXACT, 2, jnp.asarray(w_in), jnp.zeros((1, 1)), jnp.asarray(w_out), jnp.asarray(y0), jnp.asarray(ys),
+            jnp.ones(2), tuple(ts.tolist()))  # fmt: skip
+    train_loss, sse, val_loss, each = (np.asarray(a)[0] for a in _rate_losses(*args, jnp.asarray([True, True, False])))
+    assert train_loss == pytest.approx(0.0, abs=1e-6) and sse == pytest.approx(0.0, abs=1e-9) and np.isinf(val_loss)
+    assert np.isinf(each[2]) and np.all(np.isfinite(each[:2]))
+    train_loss, sse, val_loss, each = (np.asarray(a)[0] for a in _rate_losses(*args, jnp.asarray([False, True, True])))
+    assert np.isinf(train_loss) and np.isinf(sse) and val_loss == pytest.approx(0.0, abs=1e-6)
