@@ -18,9 +18,11 @@ $(STAMP): pyproject.toml
 
 # The whole test suite: package numerics, training, notebooks in quick mode, the book build.
 # Two pytest workers, whole test files each: one runs tests/test_book.py (quick study, book, browser), the other the rest.
+# --no-loadscope-reorder keeps the files in collection order, so the longest file (test_book.py, first) starts at once;
+# xdist's default order (most tests first) started it after a quarter of the suite had run.
 TEST_WORKERS ?= 2
 test: env
-	$(BIN)/python -m pytest -n $(TEST_WORKERS) --dist loadfile
+	$(BIN)/python -m pytest -n $(TEST_WORKERS) --dist loadfile --no-loadscope-reorder
 
 # Everything but the slow tests.
 test-fast: env

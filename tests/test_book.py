@@ -7,8 +7,8 @@ from the committed executed notebooks (book/runs) and results (data/results) in 
 executing nothing (conftest: `full_book_html`); where a run has no committed executed notebook or
 results, the full-book tests are skipped with a message naming those runs (`make book` executes
 them). The tests of this one file share the quick study and both books: `make test` distributes
-whole files over its pytest workers (`--dist loadfile`), so one worker builds them while the other
-runs the rest of the suite.
+whole files over its pytest workers in collection order (`--dist loadfile --no-loadscope-reorder`), so one
+worker starts on them at once while the other runs the rest of the suite.
 
 The browser tests use headless Chromium (Debian's package) driven by Playwright.
 
