@@ -17,7 +17,8 @@ $(STAMP): pyproject.toml
 	touch $@
 
 # The whole test suite: package numerics, training, notebooks in quick mode, the book build.
-# Two pytest workers, whole test files each: one runs tests/test_book.py (quick study, book, browser), the other the rest.
+# Two pytest workers, whole test files each: one runs tests/test_book.py (quick study, its book, browser), the other
+# tests/test_book_full.py (the committed runs' book, browser) and then the rest, as workers come free.
 # --no-loadscope-reorder keeps the files in collection order, so the longest file (test_book.py, first) starts at once;
 # xdist's default order (most tests first) started it after a quarter of the suite had run.
 TEST_WORKERS ?= 2

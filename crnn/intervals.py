@@ -26,6 +26,9 @@ Where the parameters are not all identified, `identified_combinations` names the
 that the data do fix (the Fisher information's well-determined directions), ready to be profiled.
 
 Quantities are written as exponents of the rate constants over the ln k: `{"K": [1, -1, 0]}` is k1 / k-1.
+
+A CRNN's result is bounded at its rounded structure (whole-number coefficients, what the study judges) or, with
+`stoichiometry="trained"`, at its coefficients as trained.
 """
 
 from __future__ import annotations
@@ -39,10 +42,10 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pandas as pd
-from scipy.stats import chi2
+from scipy.stats import chi2, norm
 
 from ._data import Dataset
-from ._mechanism import Mechanism
+from ._mechanism import Mechanism, _format_side
 from .integrate import MassAction, Rosenbrock
 from .landscape import Candidate, _levenberg_marquardt, _padded_weights, fit_rates, rounded_reactions
 
@@ -50,6 +53,7 @@ __all__ = ["Intervals", "identified_combinations", "rate_intervals"]
 
 METHODS = ("profile", "bootstrap", "nuts")
 NOISE = ("relative", "scaled")
+STOICHIOMETRY = ("rounded", "trained")
 
 
 @dataclasses.dataclass
@@ -72,9 +76,13 @@ class Intervals:
     samples: dict
     timing: dict
 
-    def plot(self, truth: Mapping[str, float] | None = None, axes=None):
+    def plot(self, truth: Mapping[str, float] | None = None, axes=None, relative_to: Mapping[str, float] | None = None):
         """The profile deviance (or the bootstrap histogram) of each quantity, its interval shaded, the
-        threshold dashed and `truth` (quantity -> value) marked."""
+        threshold dashed and `truth` (quantity -> value) marked.
+
+        `relative_to` (quantity -> value): draw those quantities as their deviation from the value, in per cent
+        (for intervals a fraction of a per cent wide, whose own axis would need an offset); pass `truth` as
+        well to mark it at 0."""
         from .report import panel_grid
 
         if axes is None:  # at most three panels a row, the book's figure width
@@ -82,26 +90,31 @@ class Intervals:
         level = float(self.table["level"].iloc[0])
         for ax, (_, row) in zip(axes, self.table.iterrows()):
             q = row["quantity"]
+            ref = (relative_to or {}).get(q)
+
+            def x(v, ref=ref):
+                return 100 * (np.asarray(v, dtype=float) / ref - 1) if ref else np.asarray(v, dtype=float)
+
             if q in self.profiles:
                 p = self.profiles[q]
-                ax.plot(p["value"], p["deviance"], "o-", ms=2.5)
+                ax.plot(x(p["value"]), p["deviance"], "o-", ms=2.5)
                 ax.axhline(chi2.ppf(level, 1), color="k", ls="--", lw=0.8)
                 ax.set_ylim(0, max(3 * chi2.ppf(level, 1), 1.0))
                 ax.set_ylabel("profile deviance")
             elif q in self.samples:
-                ax.hist(self.samples[q], bins=30, color="C0", alpha=0.7)
+                ax.hist(x(self.samples[q]), bins=30, color="C0", alpha=0.7)
                 ax.set_ylabel("resamples")
             lo, hi = row["low"], row["high"]
-            lims = ax.get_xlim()
-            ax.axvspan(lo if lo > 0 else lims[0], hi if np.isfinite(hi) else lims[1], color="C1", alpha=0.2)
+            lims = ax.get_xlim()  # an open side is shaded to the edge of the drawn profile
+            ax.axvspan(x(lo) if lo > 0 else lims[0], x(hi) if np.isfinite(hi) else lims[1], color="C1", alpha=0.2)
             if truth is not None and q in truth:
-                ax.axvline(truth[q], color="C3", lw=1.2)
+                ax.axvline(x(truth[q]), color="C3", lw=1.2)
             left, right = ax.get_xlim()
-            if left > 0 and right / left > 3:  # a logarithmic axis only where the values span a factor
+            if ref is None and left > 0 and right / left > 3:  # a logarithmic axis only where the values span a factor
                 ax.set_xscale("log")
             else:
                 ax.locator_params(axis="x", nbins=4)
-            ax.set_xlabel(q)
+            ax.set_xlabel(f"{q}: % from {ref:.4g}" if ref else q)
         return axes
 
 
@@ -210,7 +223,36 @@ def _jacobian(integrator, field, n_obs, ts, bounds, arrays, x, step: float = 1e-
 # ----------------------------------------------------------------------------------------- the calls
 
 
-def _structure(structure, which: int | None = None, threshold: float = 0.01) -> tuple[Candidate, np.ndarray | None]:
+@dataclasses.dataclass(frozen=True)
+class _AsTrained:
+    """A CRNN start's learned mechanism with its coefficients and orders as trained (not rounded): the structure
+    of `rate_intervals(fit, data, stoichiometry="trained")`, in the part of a map `Candidate`'s interface the
+    intervals use (`species`, `n_reactions`, `equations`, `mechanism`)."""
+
+    learned: Mechanism
+
+    @property
+    def species(self) -> tuple[str, ...]:
+        return tuple(self.learned.species)
+
+    @property
+    def n_reactions(self) -> int:
+        return self.learned.n_reactions
+
+    def equations(self) -> list[str]:
+        names = [f"{_format_side(r.reactants, 3)} -> {_format_side(r.products, 3)}" for r in self.learned.reactions]
+        return [n if names.count(n) == 1 else f"{n} #{j + 1}" for j, n in enumerate(names)]  # unique names
+
+    def mechanism(self, rates: Sequence[float] | None = None) -> Mechanism:
+        if rates is None:
+            return self.learned
+        reactions = tuple(dataclasses.replace(r, rate=float(k)) for r, k in zip(self.learned.reactions, rates))
+        return Mechanism(self.learned.species, reactions)
+
+
+def _structure(
+    structure, which: int | None = None, threshold: float = 0.01, stoichiometry: str = "rounded"
+) -> tuple[Candidate | _AsTrained, np.ndarray | None]:
     """The fixed structure and its starting ln k (None: `fit_rates` starts it) from any of the study's results.
 
     - `Mechanism`: its reactions, its rate constants as the start.
@@ -219,14 +261,31 @@ def _structure(structure, which: int | None = None, threshold: float = 0.01) -> 
     - `Discovery` (`crnn.discover`): the final mechanism of start `which` (default the best), its rates.
     - `FitResult` (`crnn.fit`): start `which`'s learned mechanism (default the best start), weights below
       `threshold` pruned, rounded to whole numbers as the study judges it (`landscape.round_mechanism`);
-      rounding changes what the rate constants mean, so the map's rate fit starts it.
+      rounding changes what the rate constants mean, so the map's rate fit starts it. With
+      `stoichiometry="trained"`: the pruned weights as trained (fractional coefficients and orders kept), started
+      at the trained rate constants: intervals on the CRNN's own rate constants, conditional on its stoichiometry.
     """
     from ._train import FitResult  # here: `crnn.fit`'s module is not needed for the other types
     from .discover import Discovery
+    from .hidden import QuasiSteadyState
     from .landscape import RateFit, round_mechanism
 
+    if stoichiometry not in STOICHIOMETRY:
+        raise ValueError(f"stoichiometry must be one of {STOICHIOMETRY}, got {stoichiometry!r}")
     if which is not None and not isinstance(structure, RateFit | Discovery | FitResult):
         raise ValueError(f"`which` picks a row or a start of a result; a {type(structure).__name__} has one structure")
+    if stoichiometry == "trained":
+        if not isinstance(structure, FitResult):
+            raise ValueError(f'stoichiometry="trained" is for a CRNN fit (FitResult); got a {type(structure).__name__}')
+        if isinstance(structure.hidden, QuasiSteadyState):
+            raise ValueError(
+                'stoichiometry="trained" needs the hidden species integrated: a quasi-steady-state fit\'s learned '
+                "mechanism is not its model (use the rounded structure)"
+            )
+        learned = structure.mechanism(threshold, start=structure.best_start if which is None else which)
+        if not learned.n_reactions:
+            raise ValueError("nothing is left of the learned mechanism after pruning")
+        return _AsTrained(learned), np.log(np.asarray(learned.rates, dtype=float))
     if isinstance(structure, Mechanism):
         return Candidate.from_mechanism(structure, structure.species), np.log(np.asarray(structure.rates, dtype=float))
     if isinstance(structure, Candidate):
@@ -280,17 +339,23 @@ def identified_combinations(
     *,
     which: int | None = None,
     threshold: float = 0.01,
+    stoichiometry: str = "rounded",
     max_se: float = 0.25,
+    level: float = 0.95,
     ln_k_bounds=(-12.0, 8.0),
     noise: str = "relative",
     integrator=None,
 ) -> pd.DataFrame:
     """Which combinations of the rate constants the data determine: the eigenvectors of the Fisher information
-    at the fit (in ln k), best determined first. One row each: `combination` (`"k1^1 k2^-1"`: exponents scaled to
-    a largest of 1, rounded to halves where within 0.1 of one), `exponents`, `se` (Wald standard error of that
-    ln combination) and `identified` (`se <= max_se`). Where a rate constant's own interval is open, the
-    identified rows name what the data fix instead (pass them to `rate_intervals(combinations=...)`)."""
-    candidate, x0 = _structure(structure, which, threshold)
+    at the fit (in ln k), best determined first. One row each: `combination` (`"k1^1 k2^-1"`: `kj` is the rate
+    constant of the structure's j-th reaction, exponents scaled to a largest of 1, rounded to halves where within
+    0.1 of one), `exponents`, `estimate` (the combination's value at the fit), `se` (Wald standard error of its
+    logarithm), `low` and `high` (the Wald interval at `level`, `estimate * exp(-/+ z se)`) and `identified`
+    (`se <= max_se`). Where a rate constant's own interval is open, the identified rows name what the data fix
+    instead (pass them to `rate_intervals(combinations=...)` for a profile interval)."""
+    if not 0 < level < 1:
+        raise ValueError(f"level must be between 0 and 1, got {level}")
+    candidate, x0 = _structure(structure, which, threshold, stoichiometry)
     fitted = _fit_one(candidate, dataset, x0, ln_k_bounds, integrator, noise)
     problem, x, sse, integrator = fitted["problem"], fitted["x"], fitted["sse"], fitted["integrator"]
     J = np.asarray(
@@ -300,6 +365,7 @@ def identified_combinations(
     )
     n = int(np.count_nonzero(np.asarray(problem.weight)))
     values, vectors = np.linalg.eigh(J.T @ J / (sse / n))
+    z = norm.ppf(0.5 + level / 2)
     rows = []
     for value, vec in sorted(zip(values, vectors.T), key=lambda t: -t[0]):
         scaled = vec / vec[np.argmax(np.abs(vec))]
@@ -307,7 +373,10 @@ def identified_combinations(
         scaled = np.where(np.abs(scaled - halves) <= 0.1, halves, scaled)
         se = float(np.linalg.norm(scaled) / np.sqrt(value)) if value > 0 else np.inf  # the SE of scaled . ln k
         name = " ".join(f"k{j + 1}^{e:.3g}" for j, e in enumerate(scaled) if e != 0)
-        rows.append({"combination": name, "exponents": scaled.tolist(), "se": se, "identified": se <= max_se})
+        estimate = float(np.exp(scaled @ x))
+        low, high = estimate * np.exp(-z * se), estimate * np.exp(z * se)
+        row = {"combination": name, "exponents": scaled.tolist(), "estimate": estimate, "se": se}
+        rows.append(row | {"low": low, "high": high, "identified": se <= max_se})
     return pd.DataFrame(rows)
 
 
@@ -337,6 +406,7 @@ def rate_intervals(
     *,
     which: int | None = None,
     threshold: float = 0.01,
+    stoichiometry: str = "rounded",
     level: float = 0.95,
     method: str = "profile",
     combinations: Mapping[str, Sequence[float]] | None = None,
@@ -359,8 +429,9 @@ def rate_intervals(
     - `structure`: what fixes the reactions: a `Mechanism` (its rate constants start the fit), a map
       `Candidate` (started by `fit_rates`), or a result: a `RateFit` (row `which`), a `Discovery` or a
       `FitResult` (start `which`, default the best; a CRNN's weights below `threshold` pruned and the rest
-      rounded to whole numbers). Its species: the dataset's observed species, then any hidden ones (they
-      start at zero).
+      rounded to whole numbers, or with `stoichiometry="trained"` kept as trained: intervals on the CRNN's own
+      rate constants, conditional on its fractional coefficients; an integrated hidden species only). Its species:
+      the dataset's observed species, then any hidden ones (they start at zero).
     - `method`: `"profile"` or `"bootstrap"` (module docstring).
     - `combinations`: name -> exponents over the rate constants, e.g. `{"K = k1/k-1": [1, -1, 0]}`.
     - `rates`: also every rate constant on its own.
@@ -385,7 +456,7 @@ def rate_intervals(
         raise ValueError(f"level must be in (0, 1), got {level}")
     if grid < 3 or iterations < 1 or n_boot < 10:
         raise ValueError("need grid >= 3, iterations >= 1 and n_boot >= 10")
-    candidate, x0 = _structure(structure, which, threshold)
+    candidate, x0 = _structure(structure, which, threshold, stoichiometry)
     if list(candidate.species[: len(dataset.species)]) != list(dataset.species):
         raise ValueError(f"the structure's species {list(candidate.species)} must start with the data's {list(dataset.species)}")
     quantities = _quantities(candidate, combinations, rates)
@@ -418,10 +489,12 @@ def rate_intervals(
                     pts = pts[(pts > lo_end) & (pts < hi_end)]
                     if not len(pts):
                         break
-                    k = len(pts)
-                    starts, held = jnp.tile(jnp.asarray(x_hat), (k, 1)), jnp.tile(jnp.asarray(c), (k, 1))
-                    x, sse = _fits(*args, jnp.ones((k, n_exp)), starts, held, jnp.asarray(pts))
-                    d = deviance(np.asarray(sse)) - d_hat
+                    k = len(pts)  # fewer than `grid` near a bound: padded to `grid` (one compilation for every side)
+                    padded = np.concatenate([pts, np.repeat(pts[-1:], grid - k)])
+                    starts, held = jnp.tile(jnp.asarray(x_hat), (grid, 1)), jnp.tile(jnp.asarray(c), (grid, 1))
+                    x, sse = _fits(*args, jnp.ones((grid, n_exp)), starts, held, jnp.asarray(padded))
+                    x, sse = np.asarray(x)[:k], np.asarray(sse)[:k]
+                    d = deviance(sse) - d_hat
                     values += list(pts)
                     devs += list(np.where(np.isfinite(d), d, np.inf))
                     xs += list(np.asarray(x))
