@@ -456,6 +456,28 @@ def run_status(
     return out
 
 
+def critical_path_first(runs: list[Run], wall_times: dict[str, float | None]) -> list[Run]:
+    """`runs` in the order they start when a job slot frees: longest remaining chain first.
+
+    A run's rank is its own last recorded wall time plus the largest rank among the runs that need it (unknown
+    times count as 0), so the start of a long chain (or a long run) is not left to the end behind short ones; ties
+    keep the manifest's order (longest-processing-time first, the classic list-scheduling rule, along chains).
+    """
+    children: dict[str, list[str]] = {r.name: [] for r in runs}
+    for run in runs:
+        for need in run.needs:
+            if need in children:
+                children[need].append(run.name)
+    rank: dict[str, float] = {}
+
+    def rank_of(name: str) -> float:
+        if name not in rank:
+            rank[name] = (wall_times.get(name) or 0.0) + max((rank_of(c) for c in children[name]), default=0.0)
+        return rank[name]
+
+    return sorted(runs, key=lambda r: -rank_of(r.name))
+
+
 def _minutes(seconds: float) -> str:
     return f"{seconds:.0f} s" if seconds < 120 else f"{seconds:.0f} s ({seconds / 60:.0f} min)"
 
@@ -679,7 +701,8 @@ def run_all(
 
     statuses: dict[str, dict] = {}
     failures: list[dict] = []
-    pending, running = list(runs), {}
+    recorded = {r.name: (_recorded_run(results_dir / f"{r.name}.json") or {}).get("wall_time_s") for r in runs}
+    pending, running = critical_path_first(runs, recorded), {}
     t_start = time.perf_counter()
 
     def say(text: str) -> None:

@@ -475,3 +475,15 @@ def test_book_builds_missing_runs_and_marks_stale_pages(tiny_book, capsys):
     assert "plan: execute 1 of 2 run(s) (stale and missing runs)" in out and "started one" in out and "started two" not in out
     assert "crnn-stale" not in (html / "runs" / "one.html").read_text()  # the incremental build read the page again
     assert "<strong>stale</strong>" not in (html / "reproducibility.html").read_text()
+
+
+def test_runs_start_longest_chain_first():
+    def run(name, needs=()):
+        return study.Run(name=name, notebook=f"{name}.ipynb", parameters={}, needs=tuple(needs))
+
+    runs = [run("short"), run("mid"), run("long"), run("after_short", ["short"]), run("unknown")]
+    times = {"short": 100.0, "mid": 300.0, "long": 1000.0, "after_short": 1500.0, "unknown": None}
+    order = [r.name for r in study.critical_path_first(runs, times)]
+    # short heads a 1 600 s chain, so it goes before the single 1 000 s run; unknown times count as 0
+    assert order == ["short", "after_short", "long", "mid", "unknown"]
+    assert [r.name for r in study.critical_path_first(runs, {})] == [r.name for r in runs]  # ties: manifest order
