@@ -52,7 +52,7 @@ def test_runs_write_results_and_are_cached(project):
     result = json.loads((project / "results" / "two.json").read_text())
     assert result["value"] == 2 and result["quick"] is True and result["run"]["name"] == "two"
     assert result["run"]["effective_parameters"] == {"value": 2, "quick": True}
-    assert {"python", "platform", "versions", "git_commit", "git_clean"} <= set(result["run"])
+    assert {"python", "platform", "cpu", "versions", "git_commit", "git_clean"} <= set(result["run"])
     page = nbformat.read(project / "book" / "runs" / "two.ipynb", as_version=4)
     assert page.cells[0].source.startswith("# Two of them")  # the run's title names the page
     tags = [c.metadata.get("tags", []) for c in page.cells if c.cell_type == "code"]
