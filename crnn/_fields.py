@@ -37,7 +37,7 @@ import jax.numpy as jnp
 from ._model import floored_logs, mass_action_rhs, rates_from_logs
 from ._qss import qss_law, qss_rhs
 
-__all__ = ["AutodiffField", "Field", "MassAction", "QSSField"]
+__all__ = ["AutodiffField", "Field", "FixedMassAction", "MassAction", "QSSField"]
 
 
 class Field(eqx.Module):
@@ -223,3 +223,98 @@ class QSSField(AutodiffField):
         f = self._sum(w_out, base, g, n)
         jac = [[sum(w_out[j, i] * dr[j][k] for j in range(n_r)) for k in range(n)] for i in range(n)]
         return f, jac
+
+
+class FixedMassAction(Field):
+    """`MassAction` for one fixed stoichiometry, held as static numbers: only the ln k are parameters.
+
+    `w_in` and `w_out` (tuples of rows, reactions x species; `w_out` the net change) are part of the
+    field, so each stoichiometry compiles on its own, and the products with its zero entries are never
+    written: a library of bimolecular reactions touches at most four species per reaction, so the
+    Jacobian and its vector-Jacobian product cost a few terms per reaction instead of n^2. The terms
+    that remain are the dense field's, in the same order (a weight of 1 multiplies nothing): where
+    every rate is finite the two fields give the same numbers to the last bit. The weights in `p` are
+    not read, and their cotangents are zero (`constant_weights`). For `crnn.discover`, whose
+    libraries fix the stoichiometry.
+    """
+
+    floor: float = eqx.field(static=True, default=1e-5)
+    w_in: tuple = eqx.field(static=True, default=())
+    w_out: tuple = eqx.field(static=True, default=())
+    constant_weights: bool = eqx.field(static=True, default=True)
+
+    @classmethod
+    def of(cls, w_in, w_out, floor: float = 1e-5) -> FixedMassAction:
+        """The field of the stoichiometry `(w_in, w_out)` (arrays, reactions x species)."""
+        rows = lambda w: tuple(tuple(float(v) for v in row) for row in w)
+        return cls(floor, rows(w_in), rows(w_out))
+
+    def _terms(self):
+        n_r = len(self.w_in)
+        n = len(self.w_in[0]) if n_r else 0
+        reactants = [[(k, c) for k, c in enumerate(self.w_in[j]) if c != 0] for j in range(n_r)]
+        changes = [[(i, c) for i, c in enumerate(self.w_out[j]) if c != 0] for j in range(n_r)]
+        by_species = [[(j, self.w_out[j][i]) for j in range(n_r) if self.w_out[j][i] != 0] for i in range(n)]
+        return reactants, changes, by_species
+
+    @staticmethod
+    def _times(c, x):
+        return x if c == 1 else c * x
+
+    def _rates(self, log_y, ln_k, reactants, changes):
+        return [
+            jnp.exp(ln_k[j] + sum(self._times(c, log_y[k]) for k, c in reactants[j])) if changes[j] else None
+            for j in range(len(reactants))
+        ]
+
+    def _sum(self, terms, zero):
+        out = sum(terms)
+        return zero if isinstance(out, int) else out
+
+    def rhs(self, y, w_in, ln_k, w_out):
+        return mass_action_rhs(y, jnp.asarray(self.w_in), ln_k, jnp.asarray(self.w_out), self.floor)
+
+    def f(self, y, p):
+        reactants, changes, by_species = self._terms()
+        r = self._rates(floored_logs(y, self.floor), p[1], reactants, changes)
+        zero = jnp.zeros_like(y[0])
+        return [self._sum((self._times(c, r[j]) for j, c in by_species[i]), zero) for i in range(len(y))]
+
+    def f_jac(self, y, p):
+        n = len(y)
+        reactants, changes, by_species = self._terms()
+        inv = [1.0 / jnp.maximum(v, self.floor) for v in y]
+        r = self._rates(floored_logs(y, self.floor), p[1], reactants, changes)
+        zero = jnp.zeros_like(y[0])
+        f = [self._sum((self._times(c, r[j]) for j, c in by_species[i]), zero) for i in range(n)]
+        c = [{k: self._times(w, r[j]) * inv[k] for k, w in reactants[j]} if changes[j] else {} for j in range(len(r))]
+        jac = [
+            [self._sum((self._times(w, c[j][k]) for j, w in by_species[i] if k in c[j]), zero) for k in range(n)]
+            for i in range(n)
+        ]
+        return f, jac
+
+    def vjp(self, y, p, f_bar, jac_bar=None):
+        n = len(y)
+        reactants, changes, _ = self._terms()
+        n_r = len(reactants)
+        log_y = floored_logs(y, self.floor)
+        inv = [1.0 / jnp.maximum(v, self.floor) for v in y]
+        r = self._rates(log_y, p[1], reactants, changes)
+        r_bar = [sum(self._times(c, f_bar[i]) for i, c in changes[j]) for j in range(n_r)]
+        inv_bar = [0.0] * n
+        if jac_bar is not None:
+            for j in range(n_r):
+                if not changes[j]:
+                    continue
+                t = {k: sum(self._times(c, jac_bar[i][k]) for i, c in changes[j]) for k, _ in reactants[j]}
+                r_bar[j] = r_bar[j] + sum(t[k] * self._times(w, inv[k]) for k, w in reactants[j])
+                for k, w in reactants[j]:
+                    inv_bar[k] = inv_bar[k] + self._times(w, t[k]) * r[j]
+        s = [r_bar[j] * r[j] if changes[j] else 0.0 for j in range(n_r)]
+        log_bar = [
+            sum(self._times(c, s[j]) for j in range(n_r) for kk, c in reactants[j] if kk == k and changes[j]) for k in range(n)
+        ]
+        y_bar = [jnp.where(y[k] > self.floor, (log_bar[k] - inv_bar[k] * inv[k]) * inv[k], 0.0) for k in range(n)]
+        none = [[0.0] * n for _ in range(n_r)]
+        return y_bar, (none, s, none)

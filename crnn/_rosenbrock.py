@@ -214,6 +214,7 @@ def _rosenbrock_bwd(field, tab, residuals, ct):
     p, Y_all, hs = residuals
     n, n_r, n_c = Y_all.shape[1], p[1].shape[0], p[0].shape[1]  # states, reactions, weight columns
     batch = Y_all.shape[2:]
+    constant = getattr(field, "constant_weights", False)  # only ln k is a parameter
 
     def back(carry, x):
         y_bar_next, acc = carry
@@ -224,12 +225,17 @@ def _rosenbrock_bwd(field, tab, residuals, ct):
         y_bar = [y_bar_next[i] for i in range(n)]
         F_bar = {s: [0.0] * n for s in set(source)}
         J_bar = [[0.0] * n for _ in range(n)]
-        acc = [[[acc[0][j, k] for k in range(n_c)] for j in range(n_r)], [acc[1][j] for j in range(n_r)],
-               [[acc[2][j, k] for k in range(n_c)] for j in range(n_r)]]  # fmt: skip
+        if constant:
+            acc = [None, [acc[1][j] for j in range(n_r)], None]
+        else:
+            acc = [[[acc[0][j, k] for k in range(n_c)] for j in range(n_r)], [acc[1][j] for j in range(n_r)],
+                   [[acc[2][j, k] for k in range(n_c)] for j in range(n_r)]]  # fmt: skip
 
         def add_p(pb):
             for j in range(n_r):
                 acc[1][j] = acc[1][j] + pb[1][j]
+                if constant:
+                    continue
                 for k in range(n_c):
                     acc[0][j][k] = acc[0][j][k] + pb[0][j][k]
                     acc[2][j][k] = acc[2][j][k] + pb[2][j][k]
@@ -252,17 +258,18 @@ def _rosenbrock_bwd(field, tab, residuals, ct):
         add_p(pb)
         y_bar = jnp.stack([a + b + ct_n[i] for i, (a, b) in enumerate(zip(y_bar, Yb))])
         zero = jnp.zeros_like(y_bar[0])
-        acc = (
-            jnp.stack([jnp.stack([zero + v for v in row]) for row in acc[0]]),
-            jnp.stack([zero + v for v in acc[1]]),
-            jnp.stack([jnp.stack([zero + v for v in row]) for row in acc[2]]),
-        )
+        stack = lambda rows: None if rows is None else jnp.stack([jnp.stack([zero + v for v in row]) for row in rows])
+        acc = (stack(acc[0]), jnp.stack([zero + v for v in acc[1]]), stack(acc[2]))
         return (y_bar, acc), None
 
     zeros = lambda *shape: jnp.zeros(shape + batch, Y_all.dtype)
-    acc0 = (zeros(n_r, n_c), zeros(n_r), zeros(n_r, n_c))
+    acc0 = (None if constant else zeros(n_r, n_c), zeros(n_r), None if constant else zeros(n_r, n_c))
     (y0_bar, acc), _ = jax.lax.scan(back, (ct[-1], acc0), (Y_all[:-1], hs, ct[:-1]), reverse=True)
-    p_bar = tuple(a.reshape(*a.shape[: a.ndim - len(batch)], -1).sum(-1) for a in acc)
+    total = lambda a: a.reshape(*a.shape[: a.ndim - len(batch)], -1).sum(-1)
+    if constant:  # the field's weights are not parameters (`FixedMassAction`): zero cotangents
+        p_bar = (jnp.zeros_like(p[0]), total(acc[1]), jnp.zeros_like(p[2]))
+    else:
+        p_bar = tuple(total(a) for a in acc)
     return p_bar, y0_bar, jnp.zeros_like(hs)
 
 

@@ -15,10 +15,11 @@ reactions run:
    `n_starts` random starts per library (`ln k ~ U(ln_k_range)`, slow rates), full-batch Adam on the
    study's data loss (scaled MAE, `crnn.data_loss`) of the training experiments plus a sparsity
    penalty `sparsity * sum_j (ln k_j - ln_k_min)` that is off for the first 40 % of the epochs and
-   then ramps up, through the stiff-safe Rosenbrock solve with its hand-written adjoint. Every library
-   and start is one problem of a single vmapped batch (libraries padded to a common size with masked
-   reactions); the steps are one module-level jitted function whose data and hyperparameters are
-   arguments, compiled once per shape. With more than two libraries, each start goes on with its two
+   then ramps up, through the stiff-safe Rosenbrock solve with its hand-written adjoint. The starts of
+   one library are one vmapped batch, through that library's own field (`FixedMassAction`: its
+   stoichiometry compiled in, so the solve writes only the nonzero terms); the steps are one
+   module-level jitted function whose data and hyperparameters are arguments, compiled once per
+   library and batch size. With more than two libraries, each start goes on with its two
    best libraries after a quarter of the epochs (`Training.keep_libraries`).
 3. **Pruning.** Each start keeps its library of lowest data loss; reactions whose largest rate along
    the learned model's own trajectories is below `flux_rel` times the largest are dropped.
@@ -62,6 +63,7 @@ import optax
 import pandas as pd
 
 from ._data import Dataset
+from ._fields import FixedMassAction
 from ._loss import data_loss
 from ._mechanism import Mechanism
 from ._model import mass_action_rates
@@ -447,6 +449,28 @@ def _learn_chunk(integrator, field, ts, length: int, hyper: _Hyper, problems: _P
     )
     ln_k, good, opt_state, count, failures, loss = out
     return _State(ln_k, good, opt_state, count, loss, failures)
+
+
+def _groups(libraries_of: np.ndarray) -> list[tuple[int, np.ndarray]]:
+    """The batch's positions of each library's problems, in order: (library, positions)."""
+    return [(int(lib), np.flatnonzero(libraries_of == lib)) for lib in dict.fromkeys(libraries_of.tolist())]
+
+
+def _learn_by_library(integrator, fields, ts, length: int, hyper: _Hyper, problems: _Problems, state: _State, libraries_of):
+    """`_learn_chunk` on each library's problems with that library's `FixedMassAction` (its stoichiometry
+    compiled in: a few terms per reaction instead of n^2, 2-3x faster per step than the dense field, and
+    quicker to compile). A library's batch is padded to a power of two (its first problem repeated, the
+    copies dropped), so one library compiles at most a few batch sizes. Every problem's arithmetic is its
+    own: the grouping changes no number, the field only the rounding of its sums (fused multiply-adds)."""
+    for lib, rows in _groups(libraries_of):
+        size = 1 << (len(rows) - 1).bit_length()
+        index = jnp.asarray(np.concatenate([rows, np.repeat(rows[:1], size - len(rows))]))
+        take = lambda a: a[index]
+        part = _Problems(take(problems.w_in), take(problems.w_out), take(problems.mask), problems.y0, problems.ys, problems.scale)
+        new = _learn_chunk(integrator, fields[lib], ts, length, hyper, part, jax.tree.map(take, state))
+        at = jnp.asarray(rows)
+        state = jax.tree.map(lambda a, b: a.at[at].set(b[: len(rows)]), state, new)
+    return state
 
 
 @eqx.filter_jit
@@ -1034,6 +1058,8 @@ def discover(
         number(training.delay), number(training.ramp), number([lo, hi]),
     )  # fmt: skip
     field = MassAction(training.floor)
+    fields = [FixedMassAction.of(*lib.weights(n_r), training.floor) for lib in libraries]
+    libraries_of = np.repeat(np.arange(n_lib), n_starts)  # the library of each problem of the batch
     state = _initial_state(hyper, jnp.asarray(ln_k0))
     bar = _progress(epochs, progress, f"learn {n_lib} librar{'y' if n_lib == 1 else 'ies'} x {n_starts} starts")
     t0 = time.perf_counter()
@@ -1043,7 +1069,7 @@ def discover(
     screen_at = int(round(training.screen_at * epochs / training.eval_every)) * training.eval_every
     while done < epochs:
         length = min(training.eval_every, epochs - done)
-        state = _learn_chunk(training.integrator, field, context.ts, length, hyper, problems, state)
+        state = _learn_by_library(training.integrator, fields, context.ts, length, hyper, problems, state, libraries_of)
         loss = np.asarray(state.loss)
         done += length
         bar.update(length)
@@ -1056,6 +1082,7 @@ def discover(
             keep = np.flatnonzero(ranks.reshape(-1) < training.keep_libraries)
             screened_loss[active] = loss
             active = active[keep]
+            libraries_of = libraries_of[keep]
             take = lambda tree: jax.tree.map(lambda a: a[jnp.asarray(keep)], tree)
             state = take(state)
             problems = _Problems(

@@ -25,7 +25,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from ._fields import AutodiffField, Field, MassAction, QSSField
+from ._fields import AutodiffField, Field, FixedMassAction, MassAction, QSSField
 from ._model import mass_action_rhs
 from ._rosenbrock import TABLEAUS, rosenbrock_solve, step_grid
 from ._simulate import SolverConfig, solve
@@ -35,6 +35,7 @@ __all__ = [
     "Adaptive",
     "AutodiffField",
     "Field",
+    "FixedMassAction",
     "Integrator",
     "MassAction",
     "QSSField",

@@ -9,7 +9,7 @@ from scipy.integrate import solve_ivp
 from crnn import Dataset, Mechanism
 from crnn._model import mass_action_rhs
 from crnn._rosenbrock import step_grid
-from crnn.integrate import RK4, Adaptive, AutodiffField, MassAction, Rosenbrock
+from crnn.integrate import RK4, Adaptive, AutodiffField, FixedMassAction, MassAction, Rosenbrock
 from crnn.results import DATA
 from crnn.stiffness import exact_limit, preequilibrium, spectrum, stiffness_ratio
 
@@ -154,7 +154,7 @@ def test_autodiff_field_follows_the_exact_limit_family(eps):
     assert np.max(np.abs(np.asarray(ys)[..., :2] - radau(mech, y0)[..., :2])) < 1e-3
 
 
-@pytest.mark.parametrize("field", ["mass action", "autodiff"])
+@pytest.mark.parametrize("field", ["mass action", "autodiff", "fixed"])
 def test_rosenbrock_adjoint_is_jax_grad_of_the_same_forward_solve_on_a_stiff_case(field):
     # The hand-written discrete adjoint against reverse-mode autodiff through the very same forward steps
     # (crnn._rosenbrock._forward), at k-1 = 1e4: equal to rounding.
@@ -162,7 +162,11 @@ def test_rosenbrock_adjoint_is_jax_grad_of_the_same_forward_solve_on_a_stiff_cas
 
     mech = preequilibrium(*(float(v) for v in exact_limit(0.1, 1e-2)), species=["A", "B", "Z"])
     w_in, ln_k, w_out = (jnp.asarray(a) for a in mech.to_weights())
-    f = MassAction(1e-5) if field == "mass action" else AutodiffField(lambda y, a, b, c: mass_action_rhs(y, a, b, c), 1e-5)
+    f = {
+        "mass action": MassAction(1e-5),
+        "autodiff": AutodiffField(lambda y, a, b, c: mass_action_rhs(y, a, b, c), 1e-5),
+        "fixed": FixedMassAction.of(w_in, w_out, 1e-5),
+    }[field]
     y0 = jnp.asarray(y0_hidden(3))
     ts = np.linspace(0.0, 8.0, 9)
     grid, index = step_grid(ts)
@@ -204,3 +208,45 @@ def test_qss_field_jacobian_and_its_derivatives_are_those_of_the_closed_form_law
         np.testing.assert_allclose(np.asarray(y_fast), np.asarray(y_slow), rtol=1e-9, atol=1e-12)
         for a, b in zip(jax.tree.leaves(p_fast), jax.tree.leaves(p_slow)):
             np.testing.assert_allclose(np.asarray(a), np.asarray(b), rtol=1e-9, atol=1e-9 * float(np.max(np.abs(b)) + 1))
+
+
+def test_fixed_stoichiometry_field_is_the_dense_field_without_its_zero_terms():
+    # FixedMassAction (the stoichiometry compiled in, zero terms never written; discover's learning) against
+    # MassAction (the stoichiometry an argument): f, Jacobian, both vector-Jacobian products, a stiff solve and its
+    # gradients, equal to rounding; a padded (all-zero) reaction row and a species below the floor included.
+    mech = Mechanism.parse("2A -> Z ; 1.5\nZ -> 2A ; 2e3\nZ + A -> B ; 0.7\nA + B -> 2Z ; 0.1", species=["A", "B", "Z"])
+    w_in, ln_k, w_out = (np.vstack([a, np.zeros((1, a.shape[1]))]) if a.ndim == 2 else np.append(a, -5.0)
+                         for a in mech.to_weights())  # fmt: skip
+    p = tuple(jnp.asarray(a) for a in (w_in, ln_k, w_out))
+    dense, fixed = MassAction(1e-5), FixedMassAction.of(w_in, w_out, 1e-5)
+    rng = np.random.default_rng(3)
+    y = [jnp.asarray(rng.uniform(0.0, 1.0, 6)) for _ in range(3)]
+    y[2] = y[2].at[0].set(1e-9)  # Z below the floor in one batch element
+    close = lambda a, b: np.testing.assert_allclose(np.asarray(a), np.asarray(b), rtol=1e-13, atol=1e-13)
+    for a, b in zip(dense.f(y, p), fixed.f(y, p)):
+        close(a, b)
+    (fa, ja), (fb, jb) = dense.f_jac(y, p), fixed.f_jac(y, p)
+    for i in range(3):
+        close(fa[i], fb[i])
+        for k in range(3):
+            close(ja[i][k], jb[i][k])
+    f_bar = [jnp.asarray(rng.normal(size=6)) for _ in range(3)]
+    jac_bar = [[jnp.asarray(rng.normal(size=6)) for _ in range(3)] for _ in range(3)]
+    for bar in (None, jac_bar):
+        (ya, pa), (yb, pb) = dense.vjp(y, p, f_bar, bar), fixed.vjp(y, p, f_bar, bar)
+        for a, b in zip(ya, yb):
+            close(a, b)
+        for a, b in zip(pa[1], pb[1]):
+            close(jnp.zeros(6) + a, jnp.zeros(6) + b)
+    y0 = jnp.asarray(y0_hidden(4))
+
+    def loss(field, ln_k, y0):
+        ys, ok = Rosenbrock().solve(field, (p[0], ln_k, p[2]), y0, TS)
+        return jnp.sum(ys[..., :2] ** 2)
+
+    values = [jax.value_and_grad(loss, argnums=(1, 2))(f, p[1], y0) for f in (dense, fixed)]
+    assert float(values[1][0]) == pytest.approx(float(values[0][0]), rel=1e-12)
+    for a, b in zip(values[0][1], values[1][1]):
+        np.testing.assert_allclose(np.asarray(b), np.asarray(a), rtol=1e-9, atol=1e-12)
+    w_in_bar = jax.grad(lambda w: jnp.sum(Rosenbrock().solve(fixed, (w, p[1], p[2]), y0, TS)[0]))(p[0])
+    assert not np.any(np.asarray(w_in_bar))  # the stoichiometry is not a parameter of this field
