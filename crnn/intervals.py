@@ -28,7 +28,8 @@ that the data do fix (the Fisher information's well-determined directions), read
 Quantities are written as exponents of the rate constants over the ln k: `{"K": [1, -1, 0]}` is k1 / k-1.
 
 A CRNN's result is bounded at its rounded structure (whole-number coefficients, what the study judges) or, with
-`stoichiometry="trained"`, at its coefficients as trained.
+`stoichiometry="trained"`, at its coefficients as trained; a fit whose hidden species sits at its quasi-steady state
+keeps that model there (`QSSField`).
 """
 
 from __future__ import annotations
@@ -46,10 +47,10 @@ from scipy.stats import chi2, norm
 
 from ._data import Dataset
 from ._mechanism import Mechanism, _format_side
-from .integrate import MassAction, Rosenbrock
+from .integrate import Field, MassAction, QSSField, Rosenbrock
 from .landscape import Candidate, _levenberg_marquardt, _padded_weights, fit_rates, rounded_reactions
 
-__all__ = ["Intervals", "identified_combinations", "rate_intervals"]
+__all__ = ["Intervals", "identified_combinations", "rate_intervals", "trained_rate_table"]
 
 METHODS = ("profile", "bootstrap", "nuts")
 NOISE = ("relative", "scaled")
@@ -133,19 +134,23 @@ class _Problem:
     ts: tuple
     n_obs: int
     bounds: tuple[float, float]
+    field: Field  # MassAction, or QSSField where the one hidden species sits at its quasi-steady state
 
     @classmethod
     def of(cls, candidate: Candidate, dataset: Dataset, bounds) -> _Problem:
-        """The study's scaled residuals (`(prediction - observation) / scale`); `reweighted` makes them relative."""
+        """The study's scaled residuals (`(prediction - observation) / scale`); `reweighted` makes them relative.
+        A quasi-steady-state structure (`_AsTrained` of a QSS fit) is solved over the observed species only."""
         w_in, w_out, _ = _padded_weights([candidate])
-        n_s = w_in.shape[-1]
         observed = list(dataset.species)
+        qss = bool(getattr(candidate, "qss", False))
+        n_s = len(observed) if qss else w_in.shape[-1]
         y0 = np.concatenate([dataset.y0, np.zeros((dataset.n_experiments, n_s - len(observed)))], axis=1)[dataset.train]
         ys = np.asarray(dataset.ys[dataset.train], dtype=float)
         weight = np.broadcast_to(1.0 / np.asarray(dataset.scale(), dtype=float), ys.shape)
         return cls(
             jnp.asarray(w_in[0]), jnp.asarray(w_out[0]), jnp.asarray(y0), jnp.asarray(ys), jnp.asarray(weight),
             tuple(np.asarray(dataset.ts, dtype=float).tolist()), len(observed), (float(bounds[0]), float(bounds[1])),
+            QSSField(1e-12) if qss else MassAction(1e-12),
         )  # fmt: skip
 
     def arrays(self):
@@ -154,7 +159,7 @@ class _Problem:
     def reweighted(self, integrator, x) -> _Problem:
         """Residuals relative to the prediction of `x` (held fixed): `(prediction - observation) / prediction(x)`,
         over the observations that are not zero where that prediction is not negligible."""
-        pred = np.asarray(_predict(integrator, MassAction(1e-12), self.ts, self.w_in, jnp.asarray(x), self.w_out, self.y0))
+        pred = np.asarray(_predict(integrator, self.field, self.ts, self.w_in, jnp.asarray(x), self.w_out, self.y0))
         pred = pred[..., : self.n_obs]
         scale = np.asarray(self.ys).max(axis=(0, 1))
         keep = (np.asarray(self.ys) > 0) & (pred > 1e-6 * scale)
@@ -227,9 +232,11 @@ def _jacobian(integrator, field, n_obs, ts, bounds, arrays, x, step: float = 1e-
 class _AsTrained:
     """A CRNN start's learned mechanism with its coefficients and orders as trained (not rounded): the structure
     of `rate_intervals(fit, data, stoichiometry="trained")`, in the part of a map `Candidate`'s interface the
-    intervals use (`species`, `n_reactions`, `equations`, `mechanism`)."""
+    intervals use (`species`, `n_reactions`, `equations`, `mechanism`). `qss`: the last species is the fit's
+    hidden species in quasi-steady state (its model is `QSSField`'s, solved over the observed species)."""
 
     learned: Mechanism
+    qss: bool = False
 
     @property
     def species(self) -> tuple[str, ...]:
@@ -264,6 +271,9 @@ def _structure(
       rounding changes what the rate constants mean, so the map's rate fit starts it. With
       `stoichiometry="trained"`: the pruned weights as trained (fractional coefficients and orders kept), started
       at the trained rate constants: intervals on the CRNN's own rate constants, conditional on its stoichiometry.
+      A quasi-steady-state fit keeps its model: the hidden species at its QSS (`QSSField`), its learned mechanism in
+      the unit `normalize_hidden` gives it (the rate constants of the steps that consume it are in that unit).
+      Rounded, its structure is refitted with the hidden species integrated, as the study judges it.
     """
     from ._train import FitResult  # here: `crnn.fit`'s module is not needed for the other types
     from .discover import Discovery
@@ -277,15 +287,10 @@ def _structure(
     if stoichiometry == "trained":
         if not isinstance(structure, FitResult):
             raise ValueError(f'stoichiometry="trained" is for a CRNN fit (FitResult); got a {type(structure).__name__}')
-        if isinstance(structure.hidden, QuasiSteadyState):
-            raise ValueError(
-                'stoichiometry="trained" needs the hidden species integrated: a quasi-steady-state fit\'s learned '
-                "mechanism is not its model (use the rounded structure)"
-            )
         learned = structure.mechanism(threshold, start=structure.best_start if which is None else which)
         if not learned.n_reactions:
             raise ValueError("nothing is left of the learned mechanism after pruning")
-        return _AsTrained(learned), np.log(np.asarray(learned.rates, dtype=float))
+        return _AsTrained(learned, isinstance(structure.hidden, QuasiSteadyState)), np.log(np.asarray(learned.rates, dtype=float))
     if isinstance(structure, Mechanism):
         return Candidate.from_mechanism(structure, structure.species), np.log(np.asarray(structure.rates, dtype=float))
     if isinstance(structure, Candidate):
@@ -333,6 +338,40 @@ def _quantities(candidate: Candidate, combinations: Mapping[str, Sequence[float]
     return out
 
 
+def trained_rate_table(
+    fit,
+    dataset: Dataset,
+    *,
+    which: int | None = None,
+    threshold: float = 0.01,
+    noise: str = "scaled",
+    level: float = 0.95,
+    **kwargs,
+) -> pd.DataFrame:
+    """A CRNN start's rate constants as trained, each with its refit and interval at the start's coefficients as
+    trained (`rate_intervals(fit, dataset, stoichiometry="trained")`; `kwargs` go there): what a book's table of a
+    CRNN's learned rates shows. `noise="scaled"` by default: the CRNN weighs its errors on the scaled residuals (and
+    residuals relative to the prediction fail where an order below one makes a species run out in finite time).
+
+    One row per reaction of start `which` (default the best), pruned at `threshold`, in the learned mechanism's order:
+    `reaction (as trained)`, `trained k`, `refitted k`, `95 % low`, `95 % high` (the `level`'s), `bounded` and
+    `trained k inside` (the rate as trained within its interval). Raises `ValueError` where nothing is left after
+    pruning."""
+    start = fit.best_start if which is None else which
+    iv = rate_intervals(
+        fit, dataset, which=start, threshold=threshold, stoichiometry="trained", noise=noise, level=level, **kwargs
+    )
+    rows = iv.table[iv.table["quantity"].str.startswith("k(")]
+    trained = np.asarray(fit.mechanism(threshold, start=start).rates, dtype=float)
+    pct = f"{100 * level:g} %"
+    low, high = rows["low"].to_numpy(), rows["high"].to_numpy()
+    return pd.DataFrame({
+        "reaction (as trained)": rows["quantity"].str[2:-1].to_numpy(), "trained k": trained,
+        "refitted k": rows["estimate"].to_numpy(), f"{pct} low": low, f"{pct} high": high,
+        "bounded": rows["bounded"].to_numpy(), "trained k inside": (low <= trained) & (trained <= high),
+    })  # fmt: skip
+
+
 def identified_combinations(
     structure,
     dataset: Dataset,
@@ -360,7 +399,7 @@ def identified_combinations(
     problem, x, sse, integrator = fitted["problem"], fitted["x"], fitted["sse"], fitted["integrator"]
     J = np.asarray(
         _jacobian(
-            integrator, MassAction(1e-12), problem.n_obs, problem.ts, _widened(problem.bounds), problem.arrays(), jnp.asarray(x)
+            integrator, problem.field, problem.n_obs, problem.ts, _widened(problem.bounds), problem.arrays(), jnp.asarray(x)
         )
     )
     n = int(np.count_nonzero(np.asarray(problem.weight)))
@@ -393,7 +432,7 @@ def _fit_one(candidate: Candidate, dataset: Dataset, x0, ln_k_bounds, integrator
         if rounds:
             problem = problem.reweighted(integrator, x)
         xs, sse = _fits(
-            integrator, MassAction(1e-12), problem.n_obs, problem.ts, problem.bounds, iterations, problem.arrays(),
+            integrator, problem.field, problem.n_obs, problem.ts, problem.bounds, iterations, problem.arrays(),
             jnp.ones((1, problem.y0.shape[0])), x[None], jnp.zeros((1, p)), jnp.zeros(1),
         )  # fmt: skip
         x = xs[0]
@@ -430,7 +469,8 @@ def rate_intervals(
       `Candidate` (started by `fit_rates`), or a result: a `RateFit` (row `which`), a `Discovery` or a
       `FitResult` (start `which`, default the best; a CRNN's weights below `threshold` pruned and the rest
       rounded to whole numbers, or with `stoichiometry="trained"` kept as trained: intervals on the CRNN's own
-      rate constants, conditional on its fractional coefficients; an integrated hidden species only). Its species:
+      rate constants, conditional on its fractional coefficients; a hidden species in quasi-steady state stays so).
+      Its species:
       the dataset's observed species, then any hidden ones (they start at zero).
     - `method`: `"profile"` or `"bootstrap"` (module docstring).
     - `combinations`: name -> exponents over the rate constants, e.g. `{"K = k1/k-1": [1, -1, 0]}`.
@@ -469,7 +509,7 @@ def rate_intervals(
     deviance = lambda sse: n * np.log(np.asarray(sse) / n)
     d_hat = float(deviance(sse_hat))
     fit_s = time.perf_counter() - t0
-    args = (integrator, MassAction(1e-12), problem.n_obs, problem.ts, problem.bounds, iterations, problem.arrays())
+    args = (integrator, problem.field, problem.n_obs, problem.ts, problem.bounds, iterations, problem.arrays())
     n_exp = problem.y0.shape[0]
     rows, profiles, samples = [], {}, {}
     if method == "profile":
@@ -610,7 +650,7 @@ def _laplace_factor(problem: _Problem, integrator, x_hat, n_value: int, sse: flo
     """A Cholesky factor of the Laplace covariance of ln k at the fit: `(N / SSE) J'J` (the Hessian of
     `(N/2) ln SSE` in the Gauss-Newton form), plus `1 / PRIOR_SD^2` so that directions the data do not fix keep a
     finite spread."""
-    J = np.asarray(_jacobian(integrator, MassAction(1e-12), problem.n_obs, problem.ts, _widened(problem.bounds),
+    J = np.asarray(_jacobian(integrator, problem.field, problem.n_obs, problem.ts, _widened(problem.bounds),
                              problem.arrays(), jnp.asarray(x_hat)))  # fmt: skip
     precision = (n_value / sse) * (J.T @ J) + np.eye(len(x_hat)) / PRIOR_SD**2
     return np.linalg.cholesky(np.linalg.inv(precision))
@@ -627,7 +667,7 @@ def _nuts(problem: _Problem, integrator, x_hat, n_value: int, sse: float, n_samp
     keys = jax.random.split(jax.random.PRNGKey(seed), chains)
     starts = jnp.asarray(x_hat) + 0.01 * jax.random.normal(jax.random.PRNGKey(seed + 1), (chains, len(x_hat)))
     draws = _nuts_chains(
-        integrator, MassAction(1e-12), problem.n_obs, problem.ts, problem.bounds, n_samples, n_warmup, problem.arrays(),
+        integrator, problem.field, problem.n_obs, problem.ts, problem.bounds, n_samples, n_warmup, problem.arrays(),
         jnp.asarray(float(n_value)), jnp.asarray(x_hat, dtype=float),
         jnp.asarray(_laplace_factor(problem, integrator, x_hat, n_value, sse)), keys, starts,
     )  # fmt: skip
@@ -679,7 +719,8 @@ def _not_monotone(devs) -> np.ndarray:
     centre = int(np.argmin(d))
     out = ~np.isfinite(devs)
     out[centre + 1 :] |= d[centre + 1 :] > np.append(d[centre + 2 :], np.inf) + 1e-6
-    out[1:centre] |= d[1:centre] > d[: centre - 1] + 1e-6
+    if centre > 1:  # (at centre 0 or 1 no point lies below the minimum with an outer neighbour)
+        out[1:centre] |= d[1:centre] > d[: centre - 1] + 1e-6
     return out
 
 

@@ -7,7 +7,7 @@ from scipy.optimize import brentq, minimize_scalar
 from scipy.stats import chi2
 
 import crnn
-from crnn.intervals import identified_combinations, rate_intervals
+from crnn.intervals import identified_combinations, rate_intervals, trained_rate_table
 from crnn.landscape import Candidate, fit_rates
 
 
@@ -242,7 +242,68 @@ def test_a_crnn_start_bounded_at_its_trained_coefficients(decay):
     best = minimize_scalar(sse, bracket=(np.log(learned.rates[0]) - 0.1, np.log(learned.rates[0]) + 0.1), tol=1e-8)
     assert row["estimate"] == pytest.approx(np.exp(best.x), rel=2e-3)
     assert row["bounded"] and row["low"] < row["estimate"] < row["high"]
+    # the book's table of it: the same interval beside the rate as trained
+    table = trained_rate_table(fit, data).iloc[0]
+    assert table["reaction (as trained)"] == row["quantity"][2:-1] and table["trained k"] == learned.rates[0]
+    assert (table["refitted k"], table["95 % low"], table["95 % high"]) == (row["estimate"], row["low"], row["high"])
+    assert table["trained k inside"] == (row["low"] <= learned.rates[0] <= row["high"])
     with pytest.raises(ValueError, match="FitResult"):
         rate_intervals(truth, data, stoichiometry="trained")
     with pytest.raises(ValueError, match="stoichiometry"):
         rate_intervals(fit, data, stoichiometry="whole")
+
+
+@pytest.mark.slow
+def test_a_quasi_steady_state_fit_keeps_its_model_and_names_the_effective_rate():
+    """stoichiometry="trained" on a QSS fit (the pre-equilibrium structure given, rates trained, third-order data):
+    the likelihood is that of the QSS model (its deviance at the fit equals scipy's solve of the QSS law written
+    out here), k1, k-1, k2 alone are not fixed, and the one identified combination is the effective third-order
+    rate k1 k2 / k-1, its profile interval containing the truth (0.1)."""
+    import jax.numpy as jnp
+    from scipy.integrate import solve_ivp
+
+    data = crnn.load_dataset("third_order_3A_noise5")
+    w_out0 = np.zeros((2, 3))
+    for j, eq in enumerate(["2A -> Z", "Z + A -> B"]):
+        w_out0[j] = crnn.Mechanism.parse(f"{eq} ; 1").with_species([*data.species, "Z"]).to_weights()[2][0]
+    start = crnn.CRNN(jnp.asarray(w_out0), jnp.zeros(2), None, 2.5, jnp.log(jnp.array([1.0, 1e-6])))
+    fit = crnn.fit(data, 2, extra_species=1, hidden="qss", init=start, optimizer=crnn.Adam(train_stoichiometry=False),
+                   epochs=200, progress=False)  # fmt: skip
+    combos = identified_combinations(fit, data, stoichiometry="trained", noise="scaled")
+    assert combos["identified"].sum() == 1, combos
+    exponents = np.asarray(combos["exponents"].iloc[0])
+    equations = [str(r).split("  k=")[0] for r in fit.mechanism(0.01).reactions]
+    effective = {"2A -> Z": 1, "A + Z -> B": 1, "Z -> 2A": -1, "B -> A + Z": 0}
+    np.testing.assert_allclose(exponents, [effective[e] for e in equations], atol=0.05)
+    iv = rate_intervals(fit, data, stoichiometry="trained", noise="scaled", combinations={"keff": exponents})
+    table = iv.table.set_index("quantity")
+    assert table.loc["keff", "bounded"] and table.loc["keff", "low"] < 0.1 < table.loc["keff", "high"], table
+    assert not table.loc[["k(2A -> Z)", "k(Z -> 2A)", "k(A + Z -> B)"], "bounded"].any(), table
+
+    # the QSS law written out: z* = production / (consumption + leak), the rates that consume z times z*
+    w_in, ln_k, w_out = iv.mechanism.to_weights()
+    k, s = np.exp(ln_k), w_out[:, 2]
+
+    def rhs(t, y):
+        base = k * np.prod(np.maximum(y, 0)[None, :] ** w_in[:, :2], axis=1)
+        z = np.sum(np.maximum(s, 0) * base) / (np.sum(np.maximum(-s, 0) * base) + 1e-8)
+        return (base * np.where(s < 0, z, 1.0)) @ w_out[:, :2]
+
+    sse = 0.0
+    for e in np.flatnonzero(data.train):
+        sol = solve_ivp(rhs, (0, data.ts[-1]), data.y0[e], t_eval=data.ts, method="LSODA", rtol=1e-10, atol=1e-13)
+        sse += np.sum(((sol.y.T - data.ys[e]) / np.asarray(data.scale())) ** 2)
+    n = data.ys[data.train].size
+    assert iv.deviance == pytest.approx(n * np.log(sse / n), abs=1e-2)
+
+
+def test_profile_points_to_refit_are_those_above_their_outer_neighbour_wherever_the_minimum_lies():
+    """`_not_monotone` (the profile continuation's choice of points to refit): a point above its neighbour farther
+    from the minimum, or not finite. The minimum at either end of the grid (a refit lower than the fit there) once
+    crashed it."""
+    from crnn.intervals import _not_monotone
+
+    np.testing.assert_array_equal(_not_monotone(np.array([3.0, 1.0, 0.0, 2.0, 1.5, 4.0])), [0, 0, 0, 1, 0, 0])
+    np.testing.assert_array_equal(_not_monotone(np.array([0.0, 2.0, 1.0, np.inf])), [0, 1, 0, 1])
+    np.testing.assert_array_equal(_not_monotone(np.array([2.0, 3.0, 1.0, 0.0])), [0, 1, 0, 0])
+    np.testing.assert_array_equal(_not_monotone(np.array([1.0, 0.0, 2.0])), [0, 0, 0])
