@@ -143,6 +143,7 @@ class _Problem:
         w_in, w_out, _ = _padded_weights([candidate])
         observed = list(dataset.species)
         qss = bool(getattr(candidate, "qss", False))
+        floor = float(getattr(candidate, "floor", 1e-12))  # whole-number orders: (near) exact mass action
         n_s = len(observed) if qss else w_in.shape[-1]
         y0 = np.concatenate([dataset.y0, np.zeros((dataset.n_experiments, n_s - len(observed)))], axis=1)[dataset.train]
         ys = np.asarray(dataset.ys[dataset.train], dtype=float)
@@ -150,7 +151,7 @@ class _Problem:
         return cls(
             jnp.asarray(w_in[0]), jnp.asarray(w_out[0]), jnp.asarray(y0), jnp.asarray(ys), jnp.asarray(weight),
             tuple(np.asarray(dataset.ts, dtype=float).tolist()), len(observed), (float(bounds[0]), float(bounds[1])),
-            QSSField(1e-12) if qss else MassAction(1e-12),
+            QSSField(floor) if qss else MassAction(floor),
         )  # fmt: skip
 
     def arrays(self):
@@ -233,10 +234,14 @@ class _AsTrained:
     """A CRNN start's learned mechanism with its coefficients and orders as trained (not rounded): the structure
     of `rate_intervals(fit, data, stoichiometry="trained")`, in the part of a map `Candidate`'s interface the
     intervals use (`species`, `n_reactions`, `equations`, `mechanism`). `qss`: the last species is the fit's
-    hidden species in quasi-steady state (its model is `QSSField`'s, solved over the observed species)."""
+    hidden species in quasi-steady state (its model is `QSSField`'s, solved over the observed species). `floor`: the
+    fit's concentration floor, kept: an order below one has an unbounded derivative at zero, so the floor is part of
+    a fractional model (at 1e-12, a reactant that starts at zero with order 0.07 gave the implicit solver Jacobian
+    entries near 1e10, and a prediction that no rate constant moved)."""
 
     learned: Mechanism
     qss: bool = False
+    floor: float = 1e-5  # the fit's concentration floor: with fractional orders it is part of the model
 
     @property
     def species(self) -> tuple[str, ...]:
@@ -270,7 +275,8 @@ def _structure(
       `threshold` pruned, rounded to whole numbers as the study judges it (`landscape.round_mechanism`);
       rounding changes what the rate constants mean, so the map's rate fit starts it. With
       `stoichiometry="trained"`: the pruned weights as trained (fractional coefficients and orders kept), started
-      at the trained rate constants: intervals on the CRNN's own rate constants, conditional on its stoichiometry.
+      at the trained rate constants: intervals on the CRNN's own rate constants, conditional on its stoichiometry
+      (its rate law floored at the fit's own concentration floor, as the CRNN trained it).
       A quasi-steady-state fit keeps its model: the hidden species at its QSS (`QSSField`), its learned mechanism in
       the unit `normalize_hidden` gives it (the rate constants of the steps that consume it are in that unit).
       Rounded, its structure is refitted with the hidden species integrated, as the study judges it.
@@ -290,7 +296,8 @@ def _structure(
         learned = structure.mechanism(threshold, start=structure.best_start if which is None else which)
         if not learned.n_reactions:
             raise ValueError("nothing is left of the learned mechanism after pruning")
-        return _AsTrained(learned, isinstance(structure.hidden, QuasiSteadyState)), np.log(np.asarray(learned.rates, dtype=float))
+        as_trained = _AsTrained(learned, isinstance(structure.hidden, QuasiSteadyState), float(structure.floor))
+        return as_trained, np.log(np.asarray(learned.rates, dtype=float))
     if isinstance(structure, Mechanism):
         return Candidate.from_mechanism(structure, structure.species), np.log(np.asarray(structure.rates, dtype=float))
     if isinstance(structure, Candidate):

@@ -307,3 +307,34 @@ def test_profile_points_to_refit_are_those_above_their_outer_neighbour_wherever_
     np.testing.assert_array_equal(_not_monotone(np.array([0.0, 2.0, 1.0, np.inf])), [0, 1, 0, 1])
     np.testing.assert_array_equal(_not_monotone(np.array([2.0, 3.0, 1.0, 0.0])), [0, 1, 0, 0])
     np.testing.assert_array_equal(_not_monotone(np.array([1.0, 0.0, 2.0])), [0, 0, 0])
+
+
+def test_a_trained_structure_keeps_the_fits_floor_where_a_fractional_order_meets_a_species_at_zero():
+    """A fractional order on a species that starts at zero (A -> B at a rate with C^0.07, C made by A -> C): the
+    floor is part of that model. The structure as trained is solved at the fit's floor (1e-5), and agrees with scipy's
+    solve of the same floored law; at 1e-12 the implicit solver met Jacobian entries near 1e10."""
+    from scipy.integrate import solve_ivp
+
+    import crnn.intervals as I
+    from crnn.integrate import Rosenbrock
+
+    species = ["A", "B", "C"]
+    w_in = np.array([[1.0, 0.0, 0.07], [1.0, 0.0, 0.0]])
+    w_out = np.array([[-1.0, 1.0, 0.0], [-1.0, 0.0, 1.0]])
+    k = np.array([0.5, 0.2])
+    learned = crnn.Mechanism.from_weights(species, w_in, np.log(k), w_out)
+    data = crnn.make_dataset(learned, reactants=["A"], noise=0.0, seed=0)
+    problem = I._Problem.of(I._AsTrained(learned, floor=1e-5), data, (-12.0, 8.0))
+    assert problem.field.floor == 1e-5
+    pred = np.asarray(
+        I._predict(Rosenbrock(substeps=2), problem.field, problem.ts, problem.w_in, np.log(k), problem.w_out, problem.y0)
+    )
+
+    def rhs(t, y):
+        floored = np.maximum(y, 1e-5)
+        rates = k * np.prod(floored[None, :] ** w_in, axis=1)
+        return rates @ w_out
+
+    for e, y0 in enumerate(np.asarray(problem.y0)):
+        sol = solve_ivp(rhs, (0, data.ts[-1]), y0, t_eval=data.ts, method="Radau", rtol=1e-10, atol=1e-12)
+        np.testing.assert_allclose(pred[e], sol.y.T, atol=2e-3)
