@@ -68,6 +68,7 @@ class Intervals:
       (profile method only).
     - `samples`: quantity -> the bootstrap estimates (bootstrap only).
     - `mechanism`: the structure with the fitted rate constants; `deviance`: at the fit; `timing`.
+    - `restarts`: how often a profile found a lower deviance than the fit, which was then refitted from there.
     """
 
     table: pd.DataFrame
@@ -76,6 +77,7 @@ class Intervals:
     profiles: dict
     samples: dict
     timing: dict
+    restarts: int = 0  # refits from a profile point below the fit (profile method; see `rate_intervals`)
 
     def plot(self, truth: Mapping[str, float] | None = None, axes=None, relative_to: Mapping[str, float] | None = None):
         """The profile deviance (or the bootstrap histogram) of each quantity, its interval shaded, the
@@ -142,8 +144,9 @@ class _Problem:
         A quasi-steady-state structure (`_AsTrained` of a QSS fit) is solved over the observed species only."""
         w_in, w_out, _ = _padded_weights([candidate])
         observed = list(dataset.species)
-        qss = bool(getattr(candidate, "qss", False))
-        floor = float(getattr(candidate, "floor", 1e-12))  # whole-number orders: (near) exact mass action
+        trained = isinstance(candidate, _AsTrained)
+        qss = trained and candidate.qss
+        floor = candidate.floor if trained else 1e-12  # whole-number orders: (near) exact mass action
         n_s = len(observed) if qss else w_in.shape[-1]
         y0 = np.concatenate([dataset.y0, np.zeros((dataset.n_experiments, n_s - len(observed)))], axis=1)[dataset.train]
         ys = np.asarray(dataset.ys[dataset.train], dtype=float)
@@ -184,6 +187,9 @@ def _residuals(integrator, field, n_obs, ts, bounds, w_in, w_out, y0, ys, weight
     return (pred[..., :n_obs] - ys) * weight
 
 
+FIT_ITERATIONS = 80  # Levenberg-Marquardt steps of the fit itself (a profile point's refit takes `iterations`)
+MAX_RESTARTS = 2  # refits of an unconverged fit from the lowest profile point
+RESTART_DEVIANCE = 1e-2  # how far (deviance) a profile point must fall below the fit to restart from it
 BOUND_PENALTY = 1e3  # weight of the residuals that keep ln k within its bounds during a fit
 
 
@@ -420,13 +426,16 @@ def identified_combinations(
         se = float(np.linalg.norm(scaled) / np.sqrt(value)) if value > 0 else np.inf  # the SE of scaled . ln k
         name = " ".join(f"k{j + 1}^{e:.3g}" for j, e in enumerate(scaled) if e != 0)
         estimate = float(np.exp(scaled @ x))
-        low, high = estimate * np.exp(-z * se), estimate * np.exp(z * se)
+        with np.errstate(over="ignore"):  # a direction the data do not fix (se ~1e7) overflows to an open interval
+            low, high = estimate * np.exp(-z * se), estimate * np.exp(z * se)
         row = {"combination": name, "exponents": scaled.tolist(), "estimate": estimate, "se": se}
         rows.append(row | {"low": low, "high": high, "identified": se <= max_se})
     return pd.DataFrame(rows)
 
 
-def _fit_one(candidate: Candidate, dataset: Dataset, x0, ln_k_bounds, integrator, noise: str = "relative", iterations: int = 80):
+def _fit_one(
+    candidate: Candidate, dataset: Dataset, x0, ln_k_bounds, integrator, noise: str = "relative", iterations: int = FIT_ITERATIONS
+):
     """The fit on the training experiments: scaled residuals, then (`noise="relative"`) twice reweighted to
     residuals relative to the fitted prediction (generalised least squares with estimated weights)."""
     integrator = integrator or Rosenbrock(substeps=2)
@@ -489,6 +498,9 @@ def rate_intervals(
       (step size, diagonal mass matrix, in coordinates whitened by the Laplace covariance at the fit); the table
       adds the posterior median and the split R-hat.
     - `ln_k_bounds`: the rate constants stay within these (ln); a profile side that reaches them is open.
+      Where a profile point fits better than the fit (by more than `RESTART_DEVIANCE`: the fit had not converged,
+      as along a ridge of rate constants the data do not fix), the fit is redone from that point and every profile
+      again (at most `MAX_RESTARTS` times; `Intervals.restarts`): the estimate is the minimum its interval surrounds.
     - `noise`: `"relative"` (residuals relative to the fitted prediction: multiplicative noise, the study's
       data) or `"scaled"` (the study's scaled residuals, as the map's deviance).
     - `integrator`: the training integrator (default the stiff-safe `Rosenbrock(substeps=2)`, as `fit_rates`).
@@ -518,59 +530,21 @@ def rate_intervals(
     fit_s = time.perf_counter() - t0
     args = (integrator, problem.field, problem.n_obs, problem.ts, problem.bounds, iterations, problem.arrays())
     n_exp = problem.y0.shape[0]
-    rows, profiles, samples = [], {}, {}
+    rows, profiles, samples, restarts = [], {}, {}, 0
     if method == "profile":
-        J = np.asarray(_jacobian(*args[:4], _widened(problem.bounds), problem.arrays(), jnp.asarray(x_hat)))
-        cov = np.linalg.pinv(J.T @ J) * (sse_hat / n)
-        q = chi2.ppf(level, 1)
-        for name, c in quantities.items():
-            v_hat = float(c @ x_hat)
-            se = float(np.sqrt(max(c @ cov @ c, 0.0)))
-            span = float(np.clip(3 * se, 1e-6, 4.0)) if np.isfinite(se) and se > 0 else 4.0
-            lo_end, hi_end = _reach(c, ln_k_bounds)
-            values, devs, xs = [v_hat], [0.0], [np.asarray(x_hat)]
-            for side in (-1, 1):
-                reach = span
-                for _ in range(3):  # widen a side that stays below the threshold, up to the bounds
-                    pts = v_hat + side * np.linspace(reach / grid, reach, grid)
-                    pts = pts[(pts > lo_end) & (pts < hi_end)]
-                    if not len(pts):
-                        break
-                    k = len(pts)  # fewer than `grid` near a bound: padded to `grid` (one compilation for every side)
-                    padded = np.concatenate([pts, np.repeat(pts[-1:], grid - k)])
-                    starts, held = jnp.tile(jnp.asarray(x_hat), (grid, 1)), jnp.tile(jnp.asarray(c), (grid, 1))
-                    x, sse = _fits(*args, jnp.ones((grid, n_exp)), starts, held, jnp.asarray(padded))
-                    x, sse = np.asarray(x)[:k], np.asarray(sse)[:k]
-                    d = deviance(sse) - d_hat
-                    values += list(pts)
-                    devs += list(np.where(np.isfinite(d), d, np.inf))
-                    xs += list(np.asarray(x))
-                    if np.nanmax(d) > q:
-                        break
-                    reach *= 4
-            order = np.argsort(values)
-            values, devs, xs = np.asarray(values)[order], np.asarray(devs)[order], np.asarray(xs)[order]
-            devs, xs = _continued(args, n_exp, c, values, devs, xs, grid, lambda sse: deviance(sse) - d_hat)
-            lowest = min(devs.min(), 0.0)  # a refit lower than the fit moves the minimum
-            devs = devs - lowest
-            centre = int(np.argmin(devs))
-            ends = []
-            for walk in (np.arange(centre, -1, -1), np.arange(centre, len(values))):
-                end = _crossing(values[walk], devs[walk], q)
-                i = walk[np.flatnonzero(devs[walk] >= q)[0]] if end is not None else None
-                if i is not None and np.any(np.minimum(np.abs(xs[i] - ln_k_bounds[0]), np.abs(xs[i] - ln_k_bounds[1])) < 1e-3):
-                    # a rate constant at its bound where the profile crosses: is the data or the bound closing this side?
-                    # A factor e further out, with the bounds widened by 4 (ln), a side the data close stays above q
-                    wide, far = _widened(problem.bounds), values[i] + np.sign(values[i] - values[centre])
-                    _, sse = _fits(*args[:4], wide, *args[5:], jnp.ones((1, n_exp)), jnp.asarray(xs[i])[None],
-                                   jnp.asarray(c)[None], jnp.asarray([far]))  # fmt: skip
-                    if deviance(float(sse[0])) - d_hat - lowest < q:
-                        end = None  # the bound, not the data, closed this side: open
-                ends.append(end)
-            low, high = ends
-            profiles[name] = pd.DataFrame({"value": np.exp(values), "deviance": devs})
-            rows.append(_row(name, c, float(np.exp(v_hat)), np.exp(low) if low is not None else 0.0,
-                             np.exp(high) if high is not None else np.inf, method, level))  # fmt: skip
+        for restart in range(MAX_RESTARTS + 1):
+            rows, profiles, lowest = _profile_rows(args, n_exp, quantities, x_hat, sse_hat, n, deviance, grid, level,
+                                                   ln_k_bounds, problem.bounds)  # fmt: skip
+            if lowest[0] >= -RESTART_DEVIANCE or restart == MAX_RESTARTS:
+                break
+            # a profile found a lower deviance than the fit (which had not converged, e.g. along a ridge): refit
+            # from that point and profile again, so the estimate is the minimum its interval is built around
+            x, sse = _fits(*args[:5], FIT_ITERATIONS, args[6], jnp.ones((1, n_exp)), jnp.asarray(lowest[1])[None],
+                           jnp.zeros((1, candidate.n_reactions)), jnp.zeros(1))  # fmt: skip
+            if not np.isfinite(float(sse[0])) or float(sse[0]) >= sse_hat:
+                break
+            x_hat, sse_hat = np.asarray(x[0]), float(sse[0])
+            d_hat, restarts = float(deviance(sse_hat)), restart + 1
     elif method == "nuts":
         draws = _nuts(problem, integrator, x_hat, n, sse_hat, n_samples, n_warmup, chains, seed)
         rows, samples = _posterior_rows(draws, quantities, x_hat, chains, ln_k_bounds, level)
@@ -592,7 +566,70 @@ def rate_intervals(
                              np.inf if at_bound(hi) else float(np.exp(hi)), method, level))  # fmt: skip
     table = pd.DataFrame(rows)
     mechanism = candidate.mechanism(np.exp(x_hat).tolist())
-    return Intervals(table, mechanism, d_hat, profiles, samples, {"fit_s": fit_s, "total_s": time.perf_counter() - t0})
+    timing = {"fit_s": fit_s, "total_s": time.perf_counter() - t0}
+    return Intervals(table, mechanism, d_hat, profiles, samples, timing, restarts)
+
+
+def _profile_rows(args, n_exp, quantities, x_hat, sse_hat, n, deviance, grid, level, ln_k_bounds, bounds):
+    """The profile interval of each quantity around the fit `x_hat` (rows, profiles), and the lowest deviance any
+    profile point reached relative to the fit's, with that point's ln k (`(difference, x)`; a difference below 0:
+    the fit had not converged)."""
+    d_hat = float(deviance(sse_hat))
+    J = np.asarray(_jacobian(*args[:4], _widened(bounds), args[6], jnp.asarray(x_hat)))
+    cov = np.linalg.pinv(J.T @ J) * (sse_hat / n)
+    q = chi2.ppf(level, 1)
+    rows, profiles, lowest = [], {}, (0.0, np.asarray(x_hat))
+    for name, c in quantities.items():
+        v_hat = float(c @ x_hat)
+        se = float(np.sqrt(max(c @ cov @ c, 0.0)))
+        span = float(np.clip(3 * se, 1e-6, 4.0)) if np.isfinite(se) and se > 0 else 4.0
+        lo_end, hi_end = _reach(c, ln_k_bounds)
+        values, devs, xs = [v_hat], [0.0], [np.asarray(x_hat)]
+        for side in (-1, 1):
+            reach = span
+            for _ in range(3):  # widen a side that stays below the threshold, up to the bounds
+                pts = v_hat + side * np.linspace(reach / grid, reach, grid)
+                pts = pts[(pts > lo_end) & (pts < hi_end)]
+                if not len(pts):
+                    break
+                k = len(pts)  # fewer than `grid` near a bound: padded to `grid` (one compilation for every side)
+                padded = np.concatenate([pts, np.repeat(pts[-1:], grid - k)])
+                starts, held = jnp.tile(jnp.asarray(x_hat), (grid, 1)), jnp.tile(jnp.asarray(c), (grid, 1))
+                x, sse = _fits(*args, jnp.ones((grid, n_exp)), starts, held, jnp.asarray(padded))
+                x, sse = np.asarray(x)[:k], np.asarray(sse)[:k]
+                d = deviance(sse) - d_hat
+                values += list(pts)
+                devs += list(np.where(np.isfinite(d), d, np.inf))
+                xs += list(np.asarray(x))
+                if np.nanmax(d) > q:
+                    break
+                reach *= 4
+        order = np.argsort(values)
+        values, devs, xs = np.asarray(values)[order], np.asarray(devs)[order], np.asarray(xs)[order]
+        devs, xs = _continued(args, n_exp, c, values, devs, xs, grid, lambda sse: deviance(sse) - d_hat)
+        if devs.min() < lowest[0]:
+            lowest = (float(devs.min()), xs[int(np.argmin(devs))])
+        shift = min(devs.min(), 0.0)  # a refit lower than the fit (within RESTART_DEVIANCE) moves the minimum
+        devs = devs - shift
+        centre = int(np.argmin(devs))
+        ends = []
+        for walk in (np.arange(centre, -1, -1), np.arange(centre, len(values))):
+            end = _crossing(values[walk], devs[walk], q)
+            i = walk[np.flatnonzero(devs[walk] >= q)[0]] if end is not None else None
+            if i is not None and np.any(np.minimum(np.abs(xs[i] - ln_k_bounds[0]), np.abs(xs[i] - ln_k_bounds[1])) < 1e-3):
+                # a rate constant at its bound where the profile crosses: is the data or the bound closing this side?
+                # A factor e further out, with the bounds widened by 4 (ln), a side the data close stays above q
+                wide, far = _widened(bounds), values[i] + np.sign(values[i] - values[centre])
+                _, sse = _fits(*args[:4], wide, *args[5:], jnp.ones((1, n_exp)), jnp.asarray(xs[i])[None],
+                               jnp.asarray(c)[None], jnp.asarray([far]))  # fmt: skip
+                if deviance(float(sse[0])) - d_hat - shift < q:
+                    end = None  # the bound, not the data, closed this side: open
+            ends.append(end)
+        low, high = ends
+        profiles[name] = pd.DataFrame({"value": np.exp(values), "deviance": devs})
+        rows.append(_row(name, c, float(np.exp(v_hat)), np.exp(low) if low is not None else 0.0,
+                         np.exp(high) if high is not None else np.inf, "profile", level))  # fmt: skip
+    return rows, profiles, lowest
 
 
 def _posterior_rows(draws, quantities, x_hat, chains: int, ln_k_bounds, level: float):
