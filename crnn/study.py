@@ -19,20 +19,16 @@ Usage::
     python -m crnn.study book --rebuild [--force]      # execute stale and missing (--force: all), then build
     python -m crnn.study status                        # fresh, stale (what changed) or missing, per run
 
-Each run executes `notebooks/<notebook>` with its parameters plus `quick` and
-`results_path`. The executed notebook goes to `<book>/runs/<name>.ipynb`, the
-results to `<results>/<name>.json`. A run is skipped (cached) when its
-notebook, parameters, mode, pinned versions and the package source files its
-notebook can execute (the modules it imports and theirs, `package_closure`;
-the runner aside) are unchanged and every input it read last time (datasets, seed
-reference, other runs' results, as recorded by `crnn.results`) has the same
-digest. Each run's results record these components separately (the
-notebook's digest, the parameters, a digest per package file, the pins)
-beside the combined `cache_key`, so `status` can name what changed. A run
-executes in a temporary folder (on a cluster worker, or here)
-and its outputs come back as data; completion writes the notebook first and
-the results last, each through a temporary file, so an interrupted run is
-never mistaken for a finished one.
+Each run executes `notebooks/<notebook>` with its parameters plus `quick` and `results_path`. The executed
+notebook goes to `<book>/runs/<name>.ipynb`, the results to `<results>/<name>.json`. A run is skipped (cached)
+when its notebook, parameters, mode, pinned versions and the code of the package source files its notebook can
+execute (the modules it imports and theirs, `package_closure`; the runner aside; `code_digest`: docstrings,
+comments and layout do not count) are unchanged and every input it read last time (datasets, seed reference,
+other runs' results, as recorded by `crnn.results`) has the same digest. Each run's results record these
+components separately (the notebook's digest, the parameters, a code digest per package file, the pins) beside the
+combined `cache_key`, so `status` can name what changed. A run executes in a temporary folder (on a cluster
+worker, or here) and its outputs come back as data; completion writes the notebook first and the results last,
+each through a temporary file, so an interrupted run is never mistaken for a finished one.
 """
 
 from __future__ import annotations
@@ -186,9 +182,66 @@ def _package_digest() -> str:
     return h.hexdigest()
 
 
+def code_digest(path: Path) -> str:
+    """sha256 of a module's code: its syntax tree without docstrings (and other statements that are a bare string),
+    comments and layout. An edit of the documentation changes no run's output, so it stales none (the fix of a
+    docstring used to cost a rebuild of every run that imports the module). The file's own digest where it does not
+    parse."""
+    source = Path(path).read_bytes()
+    try:
+        tree = ast.parse(source)
+    except (SyntaxError, ValueError):
+        return hashlib.sha256(source).hexdigest()
+    for node in ast.walk(tree):
+        body = getattr(node, "body", None)
+        if isinstance(body, list):
+            kept = [
+                s
+                for s in body
+                if not (isinstance(s, ast.Expr) and isinstance(s.value, ast.Constant) and isinstance(s.value.value, str))
+            ]
+            node.body = kept or [ast.Pass()]
+    return hashlib.sha256(ast.dump(tree).encode()).hexdigest()
+
+
 def package_file_digests() -> dict[str, str]:
-    """Digest of each package source file that can change a run's output (the runner aside): file name -> sha256."""
-    return {f.name: file_digest(f) for f in sorted(PACKAGE.glob("*.py")) if f.name not in RUNNER_ONLY}
+    """Digest of the code of each package source file that can change a run's output (the runner aside): file name
+    -> `code_digest`."""
+    return {f.name: code_digest(f) for f in sorted(PACKAGE.glob("*.py")) if f.name not in RUNNER_ONLY}
+
+
+def upgrade_recorded_digests(results_dir: Path) -> list[str]:
+    """Results written before code digests record each package file's own sha256; where that file is still as it
+    was, the record gets the file's `code_digest` instead (the same file: no run turns fresh or stale), so that a
+    later edit of its documentation alone stales nothing. The results files change only in those digests (no other
+    run reads a `run` block). Returns the runs whose records changed."""
+    current = {f.name: file_digest(f) for f in PACKAGE.glob("*.py") if f.name not in RUNNER_ONLY}
+    upgraded = []
+    for path in sorted(Path(results_dir).glob("*.json")):
+        try:
+            data = json.loads(path.read_text())
+        except (OSError, json.JSONDecodeError):
+            continue
+        recorded = (data.get("run") or {}).get("package_sha256") or {}
+        swaps = {f: code_digest(PACKAGE / f) for f, d in recorded.items() if current.get(f) == d}
+        if swaps:
+            recorded.update(swaps)
+            dump_json(data, path)  # as the results were written (indent 2): only these digests change
+            upgraded.append(path.stem)
+    return upgraded
+
+
+def _changed_files(recorded: dict, files, package_files: dict) -> list[str]:
+    """Those of `files` whose code differs from what a run recorded (`package_sha256`: their `code_digest`s, or in
+    results written before code digests, the files' own sha256, which still counts where the file is as it was)."""
+
+    def same(name: str) -> bool:
+        digest = recorded.get(name)
+        if digest is None or digest == package_files.get(name):
+            return digest is not None
+        return (PACKAGE / name).exists() and digest == file_digest(PACKAGE / name)
+
+    return sorted(f for f in files if not same(f))
 
 
 def _crnn_imports(tree: ast.AST, modules: set[str], relative: bool) -> set[str]:
@@ -296,7 +349,7 @@ def _same_definition(
         and meta["notebook_sha256_source"] == file_digest(notebooks_dir / run.notebook)
         and meta.get("parameters") == run.parameters_for(quick)
         and meta.get("pins") == versions
-        and all(recorded.get(f) == package_files.get(f) for f in package_closure(notebooks_dir / run.notebook))
+        and not _changed_files(recorded, package_closure(notebooks_dir / run.notebook), package_files)
     )
 
 
@@ -385,7 +438,7 @@ def _status_of(run, meta, executed, quick, notebooks_dir, package_files, package
         if meta.get("parameters") != parameters:
             reasons.append("parameters")
         recorded, closure = meta.get("package_sha256") or {}, package_closure(notebooks_dir / run.notebook)
-        changed = sorted(f for f in closure if recorded.get(f) != package_files.get(f))
+        changed = _changed_files(recorded, closure, package_files)
         if changed:
             reasons.append(f"package source ({', '.join(changed)})")
         if meta.get("pins") != versions:
@@ -707,6 +760,7 @@ def run_all(
                 raise ValueError(f"run {run.name!r} needs the results of {need!r}; run it first (or name both)")
     runs_dir.mkdir(parents=True, exist_ok=True)
     results_dir.mkdir(parents=True, exist_ok=True)
+    upgrade_recorded_digests(results_dir)
     digest, versions, package_files = _package_digest(), pinned_versions(), package_file_digests()
     provenance = {**_environment(), **_git_state()}
     own_pool = executor is None

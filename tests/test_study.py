@@ -287,8 +287,15 @@ def test_status_names_what_changed(two_notebooks, monkeypatch, capsys):
 
     assert "_loss.py" in study.package_closure(good) and "__init__.py" in study.package_closure(good)
     assert study.package_closure(project / "notebooks" / "other.ipynb") == set()
+    loss_source = (package / "_loss.py").read_text()
+    (package / "_loss.py").write_text(
+        loss_source.replace('"""The CRNN loss', '"""Edited. The CRNN loss').replace('"""`sum_j', '"""Edited too. `sum_j')
+        + "\n\n# a comment\n"
+    )
+    assert (status := _status(project))["one"].fresh, status["one"].reasons  # documentation, comments: no output changes
+    (package / "_loss.py").write_text(loss_source)
     with open(package / "_loss.py", "a") as f:
-        f.write("\n# an edit\n")
+        f.write("\nEDIT = 1\n")  # code
     (package / "new_module.py").write_text("x = 1\n")
     (package / "study.py").write_text("# the runner changes no result\n")
     status = _status(project)  # a module no notebook imports, and the runner, change nothing
@@ -487,3 +494,51 @@ def test_runs_start_longest_chain_first():
     # short heads a 1 600 s chain, so it goes before the single 1 000 s run; unknown times count as 0
     assert order == ["short", "after_short", "long", "mid", "unknown"]
     assert [r.name for r in study.critical_path_first(runs, {})] == [r.name for r in runs]  # ties: manifest order
+
+
+def test_code_digest_ignores_documentation_and_counts_code(tmp_path, monkeypatch):
+    module = tmp_path / "mod.py"
+    source = '"""Module."""\n\nX = "a"  # a comment\n\n\ndef f(y):\n    """Doc."""\n    "another bare string"\n    return y + 1\n'
+    module.write_text(source)
+    digest = study.code_digest(module)
+    for same in (
+        source.replace("Module.", "Module, documented better."),
+        source.replace("# a comment", "# another comment").replace("def f(y):", "def f(y):  # here"),
+        source.replace('    """Doc."""\n', '    """Doc.\n\n    More of it."""\n').replace('    "another bare string"\n', ""),
+        source.replace("(y):", "(\n    y,\n):"),
+    ):
+        module.write_text(same)
+        assert study.code_digest(module) == digest, same
+    for other in (source.replace('X = "a"', 'X = "b"'), source.replace("y + 1", "y + 2"), source + "\nZ = 0\n"):
+        module.write_text(other)
+        assert study.code_digest(module) != digest, other
+    module.write_text("def broken(:\n")
+    assert study.code_digest(module) == results_module.file_digest(module)
+
+    # results written before code digests record each file's own sha256: it still counts while the file is as it was
+    monkeypatch.setattr(study, "PACKAGE", tmp_path)
+    module.write_text(source)
+    today = {"mod.py": study.code_digest(module)}
+    assert study._changed_files({"mod.py": results_module.file_digest(module)}, {"mod.py"}, today) == []
+    assert study._changed_files({"mod.py": digest}, {"mod.py"}, today) == []
+    assert study._changed_files({}, {"mod.py"}, today) == ["mod.py"]  # not recorded: a new module in the closure
+    raw = results_module.file_digest(module)
+    module.write_text(source.replace("Module.", "Edited."))  # documentation only
+    now = {"mod.py": study.code_digest(module)}
+    assert study._changed_files({"mod.py": digest}, {"mod.py"}, now) == []  # recorded as code: fresh
+    assert study._changed_files({"mod.py": raw}, {"mod.py"}, now) == ["mod.py"]  # an old record cannot tell: stale
+
+    # the runner rewrites such records where the file is as it was: from then on documentation stales nothing
+    module.write_text(source)
+    results = tmp_path / "results"
+    results.mkdir()
+    record = {"value": 1, "run": {"package_sha256": {"mod.py": raw, "gone.py": "0" * 64}, "inputs": {"data/x": raw}}}
+    (results / "r.json").write_text(json.dumps(record, indent=2) + "\n")
+    (results / "other.json").write_text(json.dumps({"run": {"package_sha256": {"mod.py": "1" * 64}}}))
+    assert study.upgrade_recorded_digests(results) == ["r"]
+    upgraded = json.loads((results / "r.json").read_text())
+    assert upgraded["run"]["package_sha256"] == {"mod.py": digest, "gone.py": "0" * 64}
+    assert upgraded["run"]["inputs"] == {"data/x": raw} and upgraded["value"] == 1  # nothing else: only the package's
+    assert study.upgrade_recorded_digests(results) == []
+    module.write_text(source.replace("Module.", "Edited."))
+    assert study._changed_files(upgraded["run"]["package_sha256"], {"mod.py"}, {"mod.py": study.code_digest(module)}) == []
