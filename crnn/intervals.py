@@ -36,6 +36,7 @@ from __future__ import annotations
 
 import dataclasses
 import time
+import warnings
 from collections.abc import Mapping, Sequence
 
 import equinox as eqx
@@ -69,6 +70,8 @@ class Intervals:
     - `samples`: quantity -> the bootstrap estimates (bootstrap only).
     - `mechanism`: the structure with the fitted rate constants; `deviance`: at the fit; `timing`.
     - `restarts`: how often a profile found a lower deviance than the fit, which was then refitted from there.
+    - `combinations`: the combinations of ln k the Fisher information at the (final) fit names, best determined
+      first, as `identified_combinations` gives them (its `quantity` column names each by its reactions).
     """
 
     table: pd.DataFrame
@@ -78,6 +81,7 @@ class Intervals:
     samples: dict
     timing: dict
     restarts: int = 0  # refits from a profile point below the fit (profile method; see `rate_intervals`)
+    combinations: pd.DataFrame | None = None
 
     def plot(self, truth: Mapping[str, float] | None = None, axes=None, relative_to: Mapping[str, float] | None = None):
         """The profile deviance (or the bootstrap histogram) of each quantity, its interval shaded, the
@@ -107,18 +111,44 @@ class Intervals:
             elif q in self.samples:
                 ax.hist(x(self.samples[q]), bins=30, color="C0", alpha=0.7)
                 ax.set_ylabel("resamples")
+            drawn = np.asarray(self.profiles[q]["value"] if q in self.profiles else self.samples.get(q, []), dtype=float)
+            drawn = drawn[np.isfinite(drawn)]
+            if ref is None and len(drawn) and drawn.min() > 0 and drawn.max() / drawn.min() > 3:
+                ax.set_xscale("log")  # a logarithmic axis where the drawn values span more than a factor 3
+            else:
+                from matplotlib.ticker import MaxNLocator, ScalarFormatter
+
+                ax.xaxis.set_major_locator(MaxNLocator(nbins=3))  # few, short tick labels: a panel is a third wide
+                short = ScalarFormatter(useOffset=False, useMathText=True)
+                short.set_powerlimits((-3, 4))  # values ~1e-4: the power of ten once, at the axis' end
+                ax.xaxis.set_major_formatter(short)
             lo, hi = row["low"], row["high"]
             lims = ax.get_xlim()  # an open side is shaded to the edge of the drawn profile
             ax.axvspan(x(lo) if lo > 0 else lims[0], x(hi) if np.isfinite(hi) else lims[1], color="C1", alpha=0.2)
+            ax.set_xlim(lims)
             if truth is not None and q in truth:
                 ax.axvline(x(truth[q]), color="C3", lw=1.2)
-            left, right = ax.get_xlim()
-            if ref is None and left > 0 and right / left > 3:  # a logarithmic axis only where the values span a factor
-                ax.set_xscale("log")
-            else:
-                ax.locator_params(axis="x", nbins=4)
-            ax.set_xlabel(f"{q}: % from {ref:.4g}" if ref else q)
+            ax.set_xlabel(_wrapped(f"{q}: % from {ref:.4g}" if ref else q))
         return axes
+
+
+def _wrapped(label: str, width: int = 30) -> str:
+    """A long axis label broken into lines of about `width` characters, between the factors of a product
+    (`" · "`) or, failing that, at spaces (a combination's name would run into the next panel)."""
+    if len(label) <= width:
+        return label
+    parts = label.split(" · ")
+    sep = " ·" if len(parts) > 1 else ""
+    if len(parts) == 1:
+        parts = label.split(" ")
+    lines, line = [], ""
+    for part in parts:
+        if line and len(line) + len(part) + 3 > width:
+            lines.append(line + sep)
+            line = part
+        else:
+            line = f"{line}{sep} {part}" if line else part
+    return "\n".join([*lines, line])
 
 
 # ----------------------------------------------------------------------------------------- the problem
@@ -401,10 +431,12 @@ def identified_combinations(
     """Which combinations of the rate constants the data determine: the eigenvectors of the Fisher information
     at the fit (in ln k), best determined first. One row each: `combination` (`"k1^1 k2^-1"`: `kj` is the rate
     constant of the structure's j-th reaction, exponents scaled to a largest of 1, rounded to halves where within
-    0.1 of one), `exponents`, `estimate` (the combination's value at the fit), `se` (Wald standard error of its
+    0.1 of one), `quantity` (the same named by the reactions, `"k(2A -> Z) · k(Z -> 2A)^-1"`, as `rate_intervals`
+    names its rows), `exponents`, `estimate` (the combination's value at the fit), `se` (Wald standard error of its
     logarithm), `low` and `high` (the Wald interval at `level`, `estimate * exp(-/+ z se)`) and `identified`
     (`se <= max_se`). Where a rate constant's own interval is open, the identified rows name what the data fix
-    instead (pass them to `rate_intervals(combinations=...)` for a profile interval)."""
+    instead (`rate_intervals(combinations="identified")` profiles them at its own fit; `Intervals.combinations`
+    is this table there)."""
     if not 0 < level < 1:
         raise ValueError(f"level must be between 0 and 1, got {level}")
     candidate, x0 = _structure(structure, which, threshold, stoichiometry)
@@ -415,9 +447,16 @@ def identified_combinations(
             integrator, problem.field, problem.n_obs, problem.ts, _widened(problem.bounds), problem.arrays(), jnp.asarray(x)
         )
     )
-    n = int(np.count_nonzero(np.asarray(problem.weight)))
+    return _fisher_table(candidate, J, sse, int(np.count_nonzero(np.asarray(problem.weight))), x, level, max_se)
+
+
+def _fisher_table(candidate, J, sse: float, n: int, x, level: float, max_se: float) -> pd.DataFrame:
+    """`identified_combinations`' table from the Jacobian `J` of the residuals at the fit `x` (sum of squares `sse`
+    over `n` residuals); `quantity` names each combination by the structure's reactions, as `rate_intervals` names
+    the rate constants (`"k(2A -> Z) · k(Z -> 2A)^-1"`)."""
     values, vectors = np.linalg.eigh(J.T @ J / (sse / n))
     z = norm.ppf(0.5 + level / 2)
+    equations = candidate.equations()
     rows = []
     for value, vec in sorted(zip(values, vectors.T), key=lambda t: -t[0]):
         scaled = vec / vec[np.argmax(np.abs(vec))]
@@ -425,10 +464,11 @@ def identified_combinations(
         scaled = np.where(np.abs(scaled - halves) <= 0.1, halves, scaled)
         se = float(np.linalg.norm(scaled) / np.sqrt(value)) if value > 0 else np.inf  # the SE of scaled . ln k
         name = " ".join(f"k{j + 1}^{e:.3g}" for j, e in enumerate(scaled) if e != 0)
+        quantity = " · ".join(f"k({eq})" + ("" if e == 1 else f"^{e:.3g}") for eq, e in zip(equations, scaled) if e != 0)
         estimate = float(np.exp(scaled @ x))
         with np.errstate(over="ignore"):  # a direction the data do not fix (se ~1e7) overflows to an open interval
             low, high = estimate * np.exp(-z * se), estimate * np.exp(z * se)
-        row = {"combination": name, "exponents": scaled.tolist(), "estimate": estimate, "se": se}
+        row = {"combination": name, "quantity": quantity, "exponents": scaled.tolist(), "estimate": estimate, "se": se}
         rows.append(row | {"low": low, "high": high, "identified": se <= max_se})
     return pd.DataFrame(rows)
 
@@ -464,8 +504,9 @@ def rate_intervals(
     stoichiometry: str = "rounded",
     level: float = 0.95,
     method: str = "profile",
-    combinations: Mapping[str, Sequence[float]] | None = None,
+    combinations: Mapping[str, Sequence[float]] | str | None = None,
     rates: bool = True,
+    max_se: float = 0.25,
     grid: int = 10,
     iterations: int = 20,
     n_boot: int = 200,
@@ -489,7 +530,10 @@ def rate_intervals(
       Its species:
       the dataset's observed species, then any hidden ones (they start at zero).
     - `method`: `"profile"` or `"bootstrap"` (module docstring).
-    - `combinations`: name -> exponents over the rate constants, e.g. `{"K = k1/k-1": [1, -1, 0]}`.
+    - `combinations`: name -> exponents over the rate constants, e.g. `{"K = k1/k-1": [1, -1, 0]}`; or
+      `"identified"`: every combination the Fisher information at the fit determines (Wald standard error of its
+      logarithm at most `max_se`; `identified_combinations`), named by its reactions, taken at the final fit
+      (after any restart below). `Intervals.combinations` holds the Fisher information's table in any case.
     - `rates`: also every rate constant on its own.
     - `grid`: profile points per side and pass (a second pass extends a side the first did not close);
       `iterations`: Levenberg-Marquardt steps per refit.
@@ -515,11 +559,14 @@ def rate_intervals(
         raise ValueError(f"level must be in (0, 1), got {level}")
     if grid < 3 or iterations < 1 or n_boot < 10:
         raise ValueError("need grid >= 3, iterations >= 1 and n_boot >= 10")
+    identified = isinstance(combinations, str)
+    if identified and combinations != "identified":
+        raise ValueError(f'combinations must be a mapping of name -> exponents or "identified", got {combinations!r}')
     candidate, x0 = _structure(structure, which, threshold, stoichiometry)
     if list(candidate.species[: len(dataset.species)]) != list(dataset.species):
         raise ValueError(f"the structure's species {list(candidate.species)} must start with the data's {list(dataset.species)}")
-    quantities = _quantities(candidate, combinations, rates)
-    if not quantities:
+    quantities = _quantities(candidate, None if identified else combinations, rates)
+    if not quantities and not identified:
         raise ValueError("nothing to bound: rates=False and no combinations")
     t0 = time.perf_counter()
     fitted = _fit_one(candidate, dataset, x0, ln_k_bounds, integrator, noise)
@@ -530,24 +577,49 @@ def rate_intervals(
     fit_s = time.perf_counter() - t0
     args = (integrator, problem.field, problem.n_obs, problem.ts, problem.bounds, iterations, problem.arrays())
     n_exp = problem.y0.shape[0]
+
+    def at_fit(x):
+        """The Jacobian at the fit `x`, the Fisher information's table and the quantities to bound there."""
+        J = np.asarray(_jacobian(*args[:4], _widened(problem.bounds), args[6], jnp.asarray(x)))
+        fisher = _fisher_table(candidate, J, sse_hat, n, x, level, max_se)
+        named = dict(quantities)
+        if identified:  # a combination that is one rate constant on its own is that rate's row
+            for _, r in fisher[fisher["identified"]].iterrows():
+                named.setdefault(r["quantity"], np.asarray(r["exponents"], dtype=float))
+        if not named:
+            raise ValueError("nothing to bound: rates=False and the data identify no combination")
+        return J, fisher, named
+
     rows, profiles, samples, restarts = [], {}, {}, 0
+    J, fisher, named = at_fit(x_hat)
     if method == "profile":
         for restart in range(MAX_RESTARTS + 1):
-            rows, profiles, lowest = _profile_rows(args, n_exp, quantities, x_hat, sse_hat, n, deviance, grid, level,
-                                                   ln_k_bounds, problem.bounds)  # fmt: skip
-            if lowest[0] >= -RESTART_DEVIANCE or restart == MAX_RESTARTS:
+            last = restart == MAX_RESTARTS
+            stop = None if last else -RESTART_DEVIANCE  # a lower point found: refit at once (the last round: finish)
+            rows, profiles, lowest = _profile_rows(args, n_exp, named, x_hat, sse_hat, n, deviance, grid, level,
+                                                   ln_k_bounds, problem.bounds, J, stop)  # fmt: skip
+            if lowest[0] >= -RESTART_DEVIANCE:
+                break
+            if last:
+                warnings.warn(
+                    f"rate_intervals: after {MAX_RESTARTS} refits a profile point still fits better than the fit (by "
+                    f"{-lowest[0]:.3g} in deviance): the fit has not converged and an estimate may lie outside its interval",
+                    stacklevel=2,
+                )
                 break
             # a profile found a lower deviance than the fit (which had not converged, e.g. along a ridge): refit
-            # from that point and profile again, so the estimate is the minimum its interval is built around
+            # from that point at once (the profiles so far are of the wrong minimum) and profile again, so the
+            # estimate is the minimum its interval is built around
             x, sse = _fits(*args[:5], FIT_ITERATIONS, args[6], jnp.ones((1, n_exp)), jnp.asarray(lowest[1])[None],
                            jnp.zeros((1, candidate.n_reactions)), jnp.zeros(1))  # fmt: skip
-            if not np.isfinite(float(sse[0])) or float(sse[0]) >= sse_hat:
-                break
+            if not np.isfinite(float(sse[0])) or float(sse[0]) >= sse_hat:  # no better than the point: keep the fit
+                x, sse = jnp.asarray(lowest[1])[None], jnp.asarray([sse_hat * np.exp(lowest[0] / n)])
             x_hat, sse_hat = np.asarray(x[0]), float(sse[0])
             d_hat, restarts = float(deviance(sse_hat)), restart + 1
+            J, fisher, named = at_fit(x_hat)
     elif method == "nuts":
         draws = _nuts(problem, integrator, x_hat, n, sse_hat, n_samples, n_warmup, chains, seed)
-        rows, samples = _posterior_rows(draws, quantities, x_hat, chains, ln_k_bounds, level)
+        rows, samples = _posterior_rows(draws, named, x_hat, chains, ln_k_bounds, level)
     else:
         rng = np.random.default_rng(seed)
         counts = rng.multinomial(n_exp, np.full(n_exp, 1.0 / n_exp), size=n_boot).astype(float)
@@ -557,7 +629,7 @@ def rate_intervals(
         x = np.asarray(x)
         ok = np.isfinite(np.asarray(sse))
         alpha = (1 - level) / 2
-        for name, c in quantities.items():
+        for name, c in named.items():
             v = x[ok] @ c
             samples[name] = np.exp(v)
             lo, hi = np.quantile(v, [alpha, 1 - alpha])
@@ -567,15 +639,16 @@ def rate_intervals(
     table = pd.DataFrame(rows)
     mechanism = candidate.mechanism(np.exp(x_hat).tolist())
     timing = {"fit_s": fit_s, "total_s": time.perf_counter() - t0}
-    return Intervals(table, mechanism, d_hat, profiles, samples, timing, restarts)
+    return Intervals(table, mechanism, d_hat, profiles, samples, timing, restarts, fisher)
 
 
-def _profile_rows(args, n_exp, quantities, x_hat, sse_hat, n, deviance, grid, level, ln_k_bounds, bounds):
-    """The profile interval of each quantity around the fit `x_hat` (rows, profiles), and the lowest deviance any
-    profile point reached relative to the fit's, with that point's ln k (`(difference, x)`; a difference below 0:
-    the fit had not converged)."""
+def _profile_rows(args, n_exp, quantities, x_hat, sse_hat, n, deviance, grid, level, ln_k_bounds, bounds, J,
+                  stop_below: float | None = None):  # fmt: skip
+    """The profile interval of each quantity around the fit `x_hat` (rows, profiles; `J`: the Jacobian of the
+    residuals there), and the lowest deviance any profile point reached relative to the fit's, with that point's
+    ln k (`(difference, x)`; a difference below 0: the fit had not converged). With `stop_below`, returns as soon
+    as a quantity's profile falls below it (the rows then incomplete: the caller refits)."""
     d_hat = float(deviance(sse_hat))
-    J = np.asarray(_jacobian(*args[:4], _widened(bounds), args[6], jnp.asarray(x_hat)))
     cov = np.linalg.pinv(J.T @ J) * (sse_hat / n)
     q = chi2.ppf(level, 1)
     rows, profiles, lowest = [], {}, (0.0, np.asarray(x_hat))
@@ -609,6 +682,8 @@ def _profile_rows(args, n_exp, quantities, x_hat, sse_hat, n, deviance, grid, le
         devs, xs = _continued(args, n_exp, c, values, devs, xs, grid, lambda sse: deviance(sse) - d_hat)
         if devs.min() < lowest[0]:
             lowest = (float(devs.min()), xs[int(np.argmin(devs))])
+            if stop_below is not None and lowest[0] < stop_below:
+                return rows, profiles, lowest
         shift = min(devs.min(), 0.0)  # a refit lower than the fit (within RESTART_DEVIANCE) moves the minimum
         devs = devs - shift
         centre = int(np.argmin(devs))

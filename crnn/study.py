@@ -216,19 +216,25 @@ def upgrade_recorded_digests(results_dir: Path) -> list[str]:
     later edit of its documentation alone stales nothing. The results files change only in those digests (no other
     run reads a `run` block). Returns the runs whose records changed."""
     current = {f.name: file_digest(f) for f in PACKAGE.glob("*.py") if f.name not in RUNNER_ONLY}
-    upgraded = []
+    upgraded, codes = [], {}  # each file's code digest parsed once, however many records hold it
     for path in sorted(Path(results_dir).glob("*.json")):
         try:
             data = json.loads(path.read_text())
         except (OSError, json.JSONDecodeError):
             continue
         recorded = (data.get("run") or {}).get("package_sha256") or {}
-        swaps = {f: code_digest(PACKAGE / f) for f, d in recorded.items() if current.get(f) == d}
+        swaps = {f: _cached_code_digest(codes, f) for f, d in recorded.items() if current.get(f) == d}
         if swaps:
             recorded.update(swaps)
             dump_json(data, path)  # as the results were written (indent 2): only these digests change
             upgraded.append(path.stem)
     return upgraded
+
+
+def _cached_code_digest(cache: dict, name: str) -> str:
+    if name not in cache:
+        cache[name] = code_digest(PACKAGE / name)
+    return cache[name]
 
 
 def _changed_files(recorded: dict, files, package_files: dict) -> list[str]:

@@ -1,7 +1,10 @@
 """Rate-constant intervals (`crnn.intervals`): the profile against a closed form, open profiles where the data
 do not bound a rate constant, and coverage on simulated datasets of the positive control."""
 
+import re
+
 import numpy as np
+import pandas as pd
 import pytest
 from scipy.optimize import brentq, minimize_scalar
 from scipy.stats import chi2
@@ -114,12 +117,23 @@ def test_a_fast_equilibrium_leaves_its_rate_constants_open_and_names_what_is_ide
     combos = identified_combinations(truth, data)
     assert combos["identified"].sum() == 2 and not combos["identified"].iloc[-1]
     assert np.allclose(np.abs(combos["exponents"].iloc[-1]), [1, 1, 0], atol=0.1)  # the open direction: k1 and k-1 together
-    # the best-determined combination's Wald interval is its profile interval (the likelihood is near Gaussian along it)
+    # the best-determined combination's Wald interval is its profile interval (the likelihood is near Gaussian along it);
+    # combinations="identified" profiles what the Fisher information at its own fit names, by the reactions' names
     best = combos.iloc[0]
     assert best["low"] < best["estimate"] < best["high"]
-    profile = rate_intervals(truth, data, rates=False, combinations={"c": best["exponents"]}).table.iloc[0]
+    iv = rate_intervals(truth, data, rates=False, combinations="identified")
+    assert (
+        list(iv.table["quantity"])
+        == list(combos.loc[combos["identified"], "quantity"])
+        == list(iv.combinations.loc[iv.combinations["identified"], "quantity"])
+    )
+    assert best["quantity"] in {"k(2A -> Z) · k(Z -> 2A)^-1", "k(2A -> Z)^-1 · k(Z -> 2A)", "k(A + Z -> B)"}, best
+    np.testing.assert_allclose(np.stack(iv.combinations["exponents"]), np.stack(combos["exponents"]), atol=1e-6)
+    profile = iv.table.iloc[0]
     wald, prof = [best["estimate"], best["low"], best["high"]], profile[["estimate", "low", "high"]].astype(float)
     np.testing.assert_allclose(wald, prof, rtol=0.02)
+    with pytest.raises(ValueError, match="identified"):
+        rate_intervals(truth, data, combinations="fixed")
 
 
 @pytest.mark.slow
@@ -192,6 +206,32 @@ def test_plot_marks_the_truth_and_keeps_to_the_book_width(decay):
     ends = [span.get_x(), span.get_x() + span.get_width()]
     np.testing.assert_allclose(ends, 100 * (np.array([row["low"], row["high"]]) / 0.3 - 1))
     assert "% from 0.3" in axes[0].get_xlabel() and axes[1].get_xlabel() == "k squared"
+
+
+def test_plot_wraps_long_names_and_draws_wide_profiles_on_a_log_axis():
+    """A combination's long name breaks between its factors (it ran into the next panel); a profile that spans
+    decades is drawn on a logarithmic axis, one a fraction of a per cent wide near 1e-4 with few, short ticks."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    from crnn.intervals import Intervals
+
+    long = "k(1.254B -> A + 0.943Z) · k(Z -> 1.714A + 0.286B)^-1 · k(2A -> Z)"
+    names = [long, "k(Z -> 2A)", "k(B -> A + Z)"]
+    values = [np.linspace(0.09, 0.11, 9), np.geomspace(1e-2, 1e3, 9), np.linspace(1.0e-4, 1.3e-4, 9)]
+    profiles = {n: pd.DataFrame({"value": v, "deviance": (np.arange(9) - 4.0) ** 2 / 4}) for n, v in zip(names, values)}
+    table = pd.DataFrame({"quantity": names, "low": [v[2] for v in values], "high": [v[6] for v in values], "level": 0.95})
+    iv = Intervals(table, crnn.Mechanism.parse("A -> B ; 1"), 0.0, profiles, {}, {})
+    axes = iv.plot()
+    fig = axes[0].figure
+    fig.canvas.draw()
+    label = axes[0].get_xlabel()
+    assert "\n" in label and label.replace(" ·\n", " · ") == long and max(len(line) for line in label.splitlines()) <= 32
+    assert [ax.get_xscale() for ax in axes[:3]] == ["linear", "log", "linear"]
+    ticks = [re.sub(r"\$\\mathdefault\{(.*)\}\$", r"\1", t.get_text()) for t in axes[2].get_xticklabels() if t.get_text()]
+    assert 2 <= len(ticks) <= 4 and max(len(t) for t in ticks) <= 5, ticks  # "1.05", the power of ten once:
+    assert "10^{-4}" in axes[2].xaxis.get_offset_text().get_text().replace("\u2212", "-")
+    matplotlib.pyplot.close(fig)
 
 
 @pytest.mark.slow
@@ -269,15 +309,17 @@ def test_a_quasi_steady_state_fit_keeps_its_model_and_names_the_effective_rate()
     start = crnn.CRNN(jnp.asarray(w_out0), jnp.zeros(2), None, 2.5, jnp.log(jnp.array([1.0, 1e-6])))
     fit = crnn.fit(data, 2, extra_species=1, hidden="qss", init=start, optimizer=crnn.Adam(train_stoichiometry=False),
                    epochs=200, progress=False)  # fmt: skip
-    combos = identified_combinations(fit, data, stoichiometry="trained", noise="scaled")
+    iv = rate_intervals(fit, data, stoichiometry="trained", noise="scaled", combinations="identified")
+    combos = iv.combinations  # the Fisher information at the fit the intervals surround
     assert combos["identified"].sum() == 1, combos
     exponents = np.asarray(combos["exponents"].iloc[0])
     equations = [str(r).split("  k=")[0] for r in fit.mechanism(0.01).reactions]
     effective = {"2A -> Z": 1, "A + Z -> B": 1, "Z -> 2A": -1, "B -> A + Z": 0}
     np.testing.assert_allclose(exponents, [effective[e] for e in equations], atol=0.05)
-    iv = rate_intervals(fit, data, stoichiometry="trained", noise="scaled", combinations={"keff": exponents})
+    keff = combos["quantity"].iloc[0]
+    assert keff == "k(2A -> Z) · k(A + Z -> B) · k(Z -> 2A)^-1", keff
     table = iv.table.set_index("quantity")
-    assert table.loc["keff", "bounded"] and table.loc["keff", "low"] < 0.1 < table.loc["keff", "high"], table
+    assert table.loc[keff, "bounded"] and table.loc[keff, "low"] < 0.1 < table.loc[keff, "high"], table
     assert not table.loc[["k(2A -> Z)", "k(Z -> 2A)", "k(A + Z -> B)"], "bounded"].any(), table
 
     # the QSS law written out: z* = production / (consumption + leak), the rates that consume z times z*
@@ -368,3 +410,26 @@ def test_an_unconverged_fit_is_refitted_from_the_profiles_lower_point_so_its_est
     half = (ref["high"] - ref["low"]) / 2
     assert row["low"] == pytest.approx(ref["low"], abs=0.02 * half) and row["high"] == pytest.approx(ref["high"], abs=0.02 * half)
     assert iv.deviance == pytest.approx(proper.deviance, abs=1e-6)
+
+
+def test_a_fit_that_stays_unconverged_after_the_last_refit_is_reported(decay, monkeypatch):
+    """Without refits left (MAX_RESTARTS = 0), a fit that a profile point beats is not silently kept: a warning
+    says that the fit has not converged and an estimate may lie outside its interval."""
+    import jax.numpy as jnp
+
+    from crnn import intervals
+
+    truth, data = decay
+    original = intervals._fit_one
+
+    def unconverged(*args, **kwargs):
+        out = original(*args, **kwargs)
+        p, x = out["problem"], out["x"] + 0.15
+        r = intervals._residuals(out["integrator"], p.field, p.n_obs, p.ts, p.bounds, *p.arrays(), jnp.asarray(x))
+        return out | {"x": x, "sse": float(jnp.sum(r**2))}
+
+    monkeypatch.setattr(intervals, "_fit_one", unconverged)
+    monkeypatch.setattr(intervals, "MAX_RESTARTS", 0)
+    with pytest.warns(UserWarning, match="has not converged"):
+        iv = rate_intervals(truth, data)
+    assert iv.restarts == 0
