@@ -22,12 +22,14 @@ $(STAMP): pyproject.toml
 # --no-loadscope-reorder keeps the files in collection order, so the longest file (test_book.py, first) starts at once;
 # xdist's default order (most tests first) started it after a quarter of the suite had run.
 TEST_WORKERS ?= 2
+# One BLAS thread per process: two workers and the quick study's kernels share the cores (crnn/study.py, ONE_THREAD).
+ONE_THREAD := OPENBLAS_NUM_THREADS=1 OMP_NUM_THREADS=1 MKL_NUM_THREADS=1
 test: env
-	$(BIN)/python -m pytest -n $(TEST_WORKERS) --dist loadfile --no-loadscope-reorder
+	$(ONE_THREAD) $(BIN)/python -m pytest -n $(TEST_WORKERS) --dist loadfile --no-loadscope-reorder
 
 # Everything but the slow tests.
 test-fast: env
-	$(BIN)/python -m pytest -m "not slow" -n $(TEST_WORKERS)
+	$(ONE_THREAD) $(BIN)/python -m pytest -m "not slow" -n $(TEST_WORKERS)
 
 # The static HTML book from the committed runs (book/runs, data/results): executes only runs that are
 # missing; stale runs are kept (their pages say so) and listed at the end.

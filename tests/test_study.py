@@ -26,7 +26,11 @@ def _notebook(path, body, params="value = 1"):
 def project(tmp_path):
     nbdir = tmp_path / "notebooks"
     nbdir.mkdir()
-    _notebook(nbdir / "good.ipynb", "import json\njson.dump({'value': value, 'quick': quick}, open(results_path, 'w'))")
+    _notebook(
+        nbdir / "good.ipynb",
+        "import json, os\njson.dump({'value': value, 'quick': quick, "
+        "'blas_threads': os.environ.get('OPENBLAS_NUM_THREADS')}, open(results_path, 'w'))",
+    )
     _notebook(nbdir / "bad.ipynb", "x = 1\nraise ZeroDivisionError('boom in cell')")
     (nbdir / "runs.yml").write_text(
         "runs:\n"
@@ -46,11 +50,14 @@ def _run(project, **kw):
 
 
 @pytest.mark.slow
-def test_runs_write_results_and_are_cached(project):
+def test_runs_write_results_and_are_cached(project, monkeypatch):
+    for variable in study.ONE_THREAD:
+        monkeypatch.delenv(variable, raising=False)
     first = _run(project, quick=True, jobs=2)
     assert sorted(s["status"] for s in first) == ["ran", "ran"]
     result = json.loads((project / "results" / "two.json").read_text())
     assert result["value"] == 2 and result["quick"] is True and result["run"]["name"] == "two"
+    assert result["blas_threads"] == "1"  # kernels side by side: one BLAS thread each
     assert result["run"]["effective_parameters"] == {"value": 2, "quick": True}
     assert {"python", "platform", "cpu", "versions", "git_commit", "git_clean"} <= set(result["run"])
     page = nbformat.read(project / "book" / "runs" / "two.ipynb", as_version=4)
