@@ -381,17 +381,12 @@ def test_a_trained_structure_keeps_the_fits_floor_where_a_fractional_order_meets
         np.testing.assert_allclose(pred[e], sol.y.T, atol=2e-3)
 
 
-def test_an_unconverged_fit_is_refitted_from_the_profiles_lower_point_so_its_estimate_lies_in_its_interval(decay, monkeypatch):
-    """Where the fit stops short of the minimum (case 5's given structure on all weights: estimate 142.8, interval
-    471.8 to 1084), a profile point fits better; the estimate must be the minimum the interval surrounds, not the
-    unconverged fit's. The fit is moved off its minimum by 0.15 in ln k here, its sum of squares recomputed."""
+def _unconverged_fits(monkeypatch):
+    """Every fit of `rate_intervals` moved off its minimum by 0.15 in ln k, its sum of squares recomputed."""
     import jax.numpy as jnp
 
     from crnn import intervals
 
-    truth, data = decay
-    proper = rate_intervals(truth, data)
-    assert proper.restarts == 0
     original = intervals._fit_one
 
     def unconverged(*args, **kwargs):
@@ -401,6 +396,17 @@ def test_an_unconverged_fit_is_refitted_from_the_profiles_lower_point_so_its_est
         return out | {"x": x, "sse": float(jnp.sum(r**2))}
 
     monkeypatch.setattr(intervals, "_fit_one", unconverged)
+
+
+def test_an_unconverged_fit_is_refitted_from_the_profiles_lower_point_so_its_estimate_lies_in_its_interval(decay, monkeypatch):
+    """Where the fit stops short of the minimum (case 5's given structure on all weights: estimate 142.8, interval
+    471.8 to 1084), a profile point fits better; the estimate must be the minimum the interval surrounds, not the
+    unconverged fit's. The fit is moved off its minimum by 0.15 in ln k here, its sum of squares recomputed."""
+
+    truth, data = decay
+    proper = rate_intervals(truth, data)
+    assert proper.restarts == 0
+    _unconverged_fits(monkeypatch)
     iv = rate_intervals(truth, data)
     row, ref = iv.table.iloc[0], proper.table.iloc[0]
     assert iv.restarts >= 1
@@ -414,20 +420,10 @@ def test_an_unconverged_fit_is_refitted_from_the_profiles_lower_point_so_its_est
 def test_a_fit_that_stays_unconverged_after_the_last_refit_is_reported(decay, monkeypatch):
     """Without refits left (MAX_RESTARTS = 0), a fit that a profile point beats is not silently kept: a warning
     says that the fit has not converged and an estimate may lie outside its interval."""
-    import jax.numpy as jnp
-
     from crnn import intervals
 
     truth, data = decay
-    original = intervals._fit_one
-
-    def unconverged(*args, **kwargs):
-        out = original(*args, **kwargs)
-        p, x = out["problem"], out["x"] + 0.15
-        r = intervals._residuals(out["integrator"], p.field, p.n_obs, p.ts, p.bounds, *p.arrays(), jnp.asarray(x))
-        return out | {"x": x, "sse": float(jnp.sum(r**2))}
-
-    monkeypatch.setattr(intervals, "_fit_one", unconverged)
+    _unconverged_fits(monkeypatch)
     monkeypatch.setattr(intervals, "MAX_RESTARTS", 0)
     with pytest.warns(UserWarning, match="has not converged"):
         iv = rate_intervals(truth, data)
